@@ -14,13 +14,17 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quantkit.errors import QuantkitError
-from quantkit.images import list_images
+from quantkit.images import SkipLog, iter_images, list_images
 from quantkit.isa import cpu_name
+from quantkit.preprocess import preprocess
 from quantkit.progress import NullProgress, Progress
 from quantkit.session import SessionSettings
 from quantkit.spec import read_spec
@@ -130,32 +134,49 @@ class _Worker:
         self.proc.wait()
 
 
+def _input_batches(options: BenchOptions, work: Path) -> list[tuple[str, Path]]:
+    """Per model: its input name and a .npy of preprocessed inputs (shared when specs match)."""
+    files = list_images(options.images, limit=options.max_images) if options.images else []
+    batches: dict[tuple[object, ...], Path] = {}
+    out = []
+    for model in options.models:
+        spec = read_spec(model)  # a clear error now beats a dead child later
+        key = (spec.height, spec.width, spec.mean, spec.std)
+        if key not in batches:
+            tensors = [preprocess(image, spec) for _, image in iter_images(files, SkipLog())]
+            if not tensors:  # no photos: a fixed pseudo-photo, the same for every model
+                rng = np.random.default_rng(0)
+                tensors = [rng.standard_normal((1, 3, spec.height, spec.width)).astype(np.float32)]
+            batches[key] = work / f"inputs-{len(batches)}.npy"
+            np.save(batches[key], np.stack(tensors))
+        out.append((spec.input_name, batches[key]))
+    return out
+
+
 def bench(options: BenchOptions, progress: Progress | None = None) -> BenchReport:
     progress = progress or NullProgress()
     if not options.models:
         raise QuantkitError("bench needs at least one model")
-    for model in options.models:
-        read_spec(model)  # a clear error now beats a dead child later
-    images = [str(p) for p in list_images(options.images)] if options.images else []
+    with tempfile.TemporaryDirectory(prefix="quantkit-bench-") as tmp:
+        inputs = _input_batches(options, Path(tmp))
+        return _bench(options, inputs, progress)
+
+
+def _bench(options: BenchOptions, inputs: list[tuple[str, Path]], progress: Progress) -> BenchReport:
     workers: list[_Worker] = []
     try:
         loads = []
         progress.start("loading models (one process each)", len(options.models))
-        for model in options.models:
+        for model, (input_name, batch) in zip(options.models, inputs, strict=True):
             worker = _Worker()
             workers.append(worker)
-            loads.append(
-                worker.ask(
-                    {
-                        "load": {
-                            "model": str(model.resolve()),
-                            "images": images,
-                            "max_images": options.max_images,
-                            **options.settings.to_dict(),
-                        }
-                    }
-                )
-            )
+            command = {
+                "model": str(model.resolve()),
+                "input_name": input_name,
+                "inputs": str(batch),
+                **options.settings.to_dict(),
+            }
+            loads.append(worker.ask({"load": command}))
             progress.advance()
         for worker in workers:
             worker.ask({"run": options.warmup})

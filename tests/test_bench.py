@@ -97,3 +97,11 @@ def test_unavailable_provider_is_a_clear_error(tiny_model_path: Path) -> None:
 def test_markdown_mentions_settings(tiny_model_path: Path) -> None:
     report = bench(BenchOptions(models=(tiny_model_path,), runs=2, warmup=0, rounds=1))
     assert "cpu_arena=True" in markdown(report)
+
+
+def test_child_rss_is_not_inherited_from_a_big_parent(tiny_model_path: Path) -> None:
+    """ru_maxrss survives fork+exec on Linux; the child must report its own peak."""
+    ballast = np.ones(400 * 2**20 // 8)  # this test process now holds 400 MB more
+    report = bench(BenchOptions(models=(tiny_model_path,), runs=2, warmup=0, rounds=1))
+    assert report.results[0].peak_rss_bytes < 300 * 2**20
+    del ballast

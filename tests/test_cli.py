@@ -142,3 +142,45 @@ def test_compare_and_bench_bad_models(tiny: Path, tmp_path: Path, photos: Path) 
         quantkit("compare", tiny, "--images", photos, "--no-config"), 2, "at least two models"
     )
     assert_one_line_error(quantkit("bench", tmp_path / "gone.onnx"), 2, "does not exist")
+
+
+@pytest.mark.parametrize("command", ["quantize", "compare", "bench", "remove"])
+def test_every_command_explains_a_truncated_model(command: str, tmp_path: Path, photos: Path) -> None:
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(U2NETP.read_bytes()[:150_000])
+    args: dict[str, list[object]] = {
+        "quantize": ["quantize", cut, "--calib", photos],
+        "compare": ["compare", cut, cut, "--images", photos, "--no-config"],
+        "bench": ["bench", cut],
+        "remove": ["remove", cut, photos, "-o", tmp_path / "out"],
+    }
+    assert_one_line_error(quantkit(*args[command]), 2, "not a readable ONNX file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_dynamic_size_model_is_quantized_and_used(tmp_path: Path, photos: Path) -> None:
+    model = build_tiny_model()
+    for dim in (2, 3):
+        model.graph.input[0].type.tensor_type.shape.dim[dim].dim_param = "hw"
+        model.graph.output[0].type.tensor_type.shape.dim[dim].dim_param = "hw"
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(path))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    result = quantkit("quantize", path, "--calib", photos, "--recipe", "naive", cwd=cwd)
+    assert result.code == 0, result.err
+    assert list(cwd.iterdir()) == []  # onnxruntime's shape-inference dumps stay out of the user's folder
+    out = quantkit("remove", tmp_path / "dynamic.int8.onnx", photos / "photo_01.jpg", "-o", tmp_path / "cut")
+    assert out.code == 0, out.err
+    with Image.open(tmp_path / "cut" / "photo_01.png") as cutout:
+        assert cutout.size == (48, 40) and cutout.mode == "RGBA"
+
+
+def test_decompression_bomb_among_photos_is_skipped(tiny: Path, photos: Path, tmp_path: Path) -> None:
+    Image.new("1", (12_000, 8_000)).save(photos / "zz_bomb.png")
+    result = quantkit("remove", tiny, photos, "-o", tmp_path / "out")
+    assert result.code == 0, result.err
+    assert "decompression bomb" in result.err
+    assert not (tmp_path / "out" / "zz_bomb.png").exists()
+    alone = quantkit("remove", tiny, photos / "zz_bomb.png", "-o", tmp_path / "out2")
+    assert alone.code == 2 and "no photo could be processed" in alone.err

@@ -130,3 +130,12 @@ def test_interrupt_leaves_nothing_behind(
 def test_default_output_name() -> None:
     assert default_output(Path("models/u2netp.onnx")) == Path("models/u2netp.int8.onnx")
     assert default_output(Path("x/model")) == Path("x/model.int8.onnx")
+
+
+def test_default_recipe_in_qoperator_format(tiny_model_path: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "qop.onnx"
+    quantize(options(tiny_model_path, photos, out, fmt=QuantFormat.QOPERATOR))
+    types = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "QLinearConv" in types and "Pad" in types  # the widened first convolution
+    session = make_session(out)
+    assert session.run(None, {"input.1": np.zeros((1, 3, 32, 32), np.float32)})[0].shape == (1, 1, 32, 32)

@@ -31,6 +31,9 @@ def remove(
     threads: Annotated[
         int, typer.Option("--threads", min=0, help="Intra-op threads (0: onnxruntime default).")
     ] = 0,
+    compression: Annotated[
+        int, typer.Option("--png-compression", min=0, max=9, help="zlib level of the PNGs (rembg uses 6).")
+    ] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
 ) -> None:
     """Write <name>.png (RGBA cutout) or <name>.mask.png per photo into the output folder."""
@@ -48,7 +51,8 @@ def remove(
         max_size=max_size,
         bg_color=color,
         force=force,
-        settings=SessionSettings(intra_threads=threads),
+        png_compression=compression,
+        settings=SessionSettings(intra_threads=threads, mem_pattern=False),
     )
     with RichProgress() as progress:
         report = run(options, files, progress)
