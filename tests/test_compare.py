@@ -175,3 +175,46 @@ def test_ground_truth_scores_on_ecssd(ecssd: Path, u2netp_int8: Path, tmp_path: 
     assert 0.85 < ref.max_f < 1.0 and 0.0 < ref.mae < 0.1  # u2netp is a good saliency model
     assert abs(q.max_f - ref.max_f) < 0.02
     assert report.candidates[0].agreement.iou.mean > 0.95
+
+
+def test_report_renders_in_headless_chromium(
+    tiny_pair: tuple[Path, Path], session_photos: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed")
+    report_dir = tmp_path / "report"
+    assert (
+        quantkit(
+            "compare", *tiny_pair, "--images", session_photos, "--report", report_dir, "--no-config"
+        ).code
+        == 0
+    )
+    shot = tmp_path / "shot.png"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+    ]
+    subprocess.run(
+        [
+            browser,
+            *flags,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,900",
+            f"--screenshot={shot}",
+            (report_dir / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("L"))
+    assert image.size == (1200, 900)
+    assert pixels.std() > 20  # a real page with photos and masks, not a blank window

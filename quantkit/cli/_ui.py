@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -19,6 +20,13 @@ from rich.progress import (
 )
 
 from quantkit.fileio import check_writable, write_json
+
+# Options several commands share, declared once.
+ThreadsOption = Annotated[
+    int, typer.Option("--threads", min=0, help="Intra-op threads (0: onnxruntime default).")
+]
+JsonOption = Annotated[Path | None, typer.Option("--json", help="Write results as JSON ('-' for stdout).")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

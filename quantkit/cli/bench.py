@@ -11,7 +11,17 @@ from rich.table import Table
 
 from quantkit.bench import BenchOptions, markdown
 from quantkit.bench import bench as run
-from quantkit.cli._ui import RichProgress, check_json_target, emit_json, err_console, human_bytes, out_console
+from quantkit.cli._ui import (
+    ForceOption,
+    JsonOption,
+    RichProgress,
+    ThreadsOption,
+    check_json_target,
+    emit_json,
+    err_console,
+    human_bytes,
+    out_console,
+)
 from quantkit.fileio import check_writable, write_text
 from quantkit.session import OptLevel, SessionSettings
 
@@ -26,9 +36,7 @@ def bench(
     ] = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per model.")] = 20,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs per model first.")] = 3,
-    threads: Annotated[
-        int, typer.Option("--threads", min=0, help="Intra-op threads (0: onnxruntime default).")
-    ] = 0,
+    threads: ThreadsOption = 0,
     inter_threads: Annotated[int, typer.Option("--inter-threads", min=0, help="Inter-op threads.")] = 0,
     no_arena: Annotated[bool, typer.Option("--no-arena", help="Disable the CPU memory arena.")] = False,
     no_mem_pattern: Annotated[
@@ -40,13 +48,11 @@ def bench(
     provider: Annotated[
         str, typer.Option("--provider", help="onnxruntime execution provider.")
     ] = "CPUExecutionProvider",
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write results as JSON ('-' for stdout).")
-    ] = None,
+    json_out: JsonOption = None,
     markdown_out: Annotated[
         Path | None, typer.Option("--markdown", help="Write a Markdown table here.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing JSON/Markdown output.")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Measure models in separate processes, interleaved, with the same inputs."""
     check_json_target(json_out, force)

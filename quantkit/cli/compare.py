@@ -10,7 +10,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from quantkit.cli._ui import RichProgress, check_json_target, emit_json, err_console, out_console
+from quantkit.cli._ui import (
+    ForceOption,
+    JsonOption,
+    RichProgress,
+    ThreadsOption,
+    check_json_target,
+    emit_json,
+    err_console,
+    out_console,
+)
 from quantkit.compare import CompareReport, compare_models
 from quantkit.errors import GateFailed, QuantkitError
 from quantkit.gate import Thresholds, failures, from_pyproject
@@ -52,17 +61,13 @@ def compare(
     no_config: Annotated[
         bool, typer.Option("--no-config", help="Ignore [tool.quantkit.gate] thresholds.")
     ] = False,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write results as JSON ('-' for stdout).")
-    ] = None,
+    json_out: JsonOption = None,
     report_dir: Annotated[
         Path | None, typer.Option("--report", help="Write an HTML page of the worst photos here.")
     ] = None,
     worst: Annotated[int, typer.Option("--worst", min=1, help="How many worst photos to list and show.")] = 8,
-    threads: Annotated[
-        int, typer.Option("--threads", min=0, help="Intra-op threads (0: onnxruntime default).")
-    ] = 0,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing JSON/report output.")] = False,
+    threads: ThreadsOption = 0,
+    force: ForceOption = False,
 ) -> None:
     """Compare masks of a reference model and quantized models; exit 1 if a threshold is missed."""
     cli = Thresholds(min_iou, min_iou_p05, max_mae, max_maxf_drop)

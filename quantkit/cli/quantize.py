@@ -10,7 +10,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from quantkit.calibrate import CalibMethod
-from quantkit.cli._ui import RichProgress, check_json_target, emit_json, human_bytes, out_console
+from quantkit.cli._ui import (
+    ForceOption,
+    JsonOption,
+    RichProgress,
+    check_json_target,
+    emit_json,
+    human_bytes,
+    out_console,
+)
 from quantkit.quantize import QuantFormat, QuantizeOptions, QuantizeReport, Recipe
 from quantkit.quantize import quantize as run
 
@@ -60,10 +68,8 @@ def quantize(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not reuse or store calibration ranges.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write a JSON report here ('-' for stdout).")
-    ] = None,
+    force: ForceOption = False,
+    json_out: JsonOption = None,
 ) -> None:
     """Quantize an FP32 U²-Net model to INT8, keeping its masks."""
     options = QuantizeOptions(

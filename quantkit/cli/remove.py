@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from quantkit.cli._ui import RichProgress, console
+from quantkit.cli._ui import ForceOption, RichProgress, ThreadsOption, console
 from quantkit.errors import QuantkitError
 from quantkit.images import expand_inputs
 from quantkit.remove import RemoveOptions, parse_color
@@ -28,13 +28,11 @@ def remove(
     bg_color: Annotated[
         str | None, typer.Option("--bg-color", help="Composite onto this colour (#rrggbb[aa] or r,g,b[,a]).")
     ] = None,
-    threads: Annotated[
-        int, typer.Option("--threads", min=0, help="Intra-op threads (0: onnxruntime default).")
-    ] = 0,
+    threads: ThreadsOption = 0,
     compression: Annotated[
         int, typer.Option("--png-compression", min=0, max=9, help="zlib level of the PNGs (rembg uses 6).")
     ] = 1,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Write <name>.png (RGBA cutout) or <name>.mask.png per photo into the output folder."""
     color = parse_color(bg_color) if bg_color is not None else None
