@@ -46,9 +46,11 @@ def main() -> None:
     images, masks = (data / "images", data / "masks") if data else (CALIB, None)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["QUANTKIT_CACHE_DIR"] = str(Path(tmp) / "cache")  # honest quantization times
         models = []
         for k, (name, recipe, steps) in enumerate(RECIPES):
+            os.environ["QUANTKIT_CACHE_DIR"] = str(
+                Path(tmp) / f"cache{k}"
+            )  # no shared calibration: honest times
             out = Path(tmp) / f"recipe{k}.onnx"
             started = time.monotonic()
             quantize(QuantizeOptions(model=U2NETP, output=out, calib_dir=CALIB, recipe=recipe, steps=steps))
