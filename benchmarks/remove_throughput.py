@@ -56,7 +56,7 @@ def main() -> None:
 
         def run_quantkit(out: Path) -> float:
             started = time.perf_counter()
-            remove(RemoveOptions(int8, (), out), files)
+            remove(RemoveOptions(int8, out), files)
             return time.perf_counter() - started
 
         timings: dict[str, list[float]] = {"rembg": [], "quantkit": []}

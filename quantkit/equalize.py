@@ -151,7 +151,14 @@ def equalize(
             root = uf.find(var)
             act_range[root] = max(act_range.get(root, 0.0), float(absmax[ch]))
 
-    weights = {name: index.array(name).copy() for name in index.initializers}
+    touched = {
+        n.input[i]
+        for n in copy.graph.node
+        if n.op_type == "Conv"
+        for i in (1, 2)
+        if i < len(n.input) and n.input[i] in index.initializers
+    }
+    weights = {name: index.array(name).copy() for name in touched}
     scales: list[float] = []
     for root, variables in members.items():
         if root in groups.fixed:
@@ -172,10 +179,8 @@ def equalize(
         for node, ch in cons:
             weights[node.input[1]][:, ch] *= scale
         scales.append(scale)
-    touched = {n.input[i] for n in copy.graph.node if n.op_type == "Conv" for i in (1, 2) if i < len(n.input)}
     for name in touched:
-        if name in weights:
-            index.set_array(name, weights[name].astype(index.array(name).dtype))
+        index.set_array(name, weights[name].astype(index.array(name).dtype))
     report = EqualizationReport(
         groups=len(scales),
         fixed=len(groups.fixed),

@@ -54,10 +54,6 @@ class NodeCensus:
     int8_weights: int  # weight initializers stored as 8-bit integers
     int16_weights: int
 
-    @property
-    def total(self) -> int:
-        return len(self.quantized) + len(self.float_nodes) + len(self.float_moves)
-
     def to_dict(self) -> dict[str, object]:
         return {
             "quantized": len(self.quantized),

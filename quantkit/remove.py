@@ -27,7 +27,6 @@ from quantkit.spec import read_spec
 @dataclass(frozen=True)
 class RemoveOptions:
     model: Path
-    inputs: tuple[Path, ...]
     output_dir: Path
     mask_only: bool = False
     max_size: int | None = None

@@ -21,7 +21,7 @@ from .conftest import CALIB, U2NETP
 def test_cutouts_are_rgba_at_the_photo_size(tiny_model_path: Path, photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     files = sorted(photos.iterdir())
-    report = remove(RemoveOptions(tiny_model_path, (photos,), out), files)
+    report = remove(RemoveOptions(tiny_model_path, out), files)
     assert len(report.written) == 8
     for source, written in zip(files, report.written, strict=True):
         with Image.open(written) as result, Image.open(source) as original:
@@ -31,7 +31,7 @@ def test_cutouts_are_rgba_at_the_photo_size(tiny_model_path: Path, photos: Path,
 
 def test_mask_only_matches_the_inference_path(tiny_model_path: Path, photos: Path, tmp_path: Path) -> None:
     files = sorted(photos.iterdir())[:2]
-    report = remove(RemoveOptions(tiny_model_path, (photos,), tmp_path / "m", mask_only=True), files)
+    report = remove(RemoveOptions(tiny_model_path, tmp_path / "m", mask_only=True), files)
     session = make_session(tiny_model_path)
     spec = read_spec(tiny_model_path)
     for source, written in zip(files, report.written, strict=True):
@@ -47,7 +47,7 @@ def test_existing_outputs_are_refused_before_any_work(
     out.mkdir()
     (out / "photo_03.png").write_text("keep")
     with pytest.raises(QuantkitError, match="already exist"):
-        remove(RemoveOptions(tiny_model_path, (photos,), out), sorted(photos.iterdir()))
+        remove(RemoveOptions(tiny_model_path, out), sorted(photos.iterdir()))
     assert sorted(p.name for p in out.iterdir()) == ["photo_03.png"]
     assert (out / "photo_03.png").read_text() == "keep"
 
@@ -57,7 +57,7 @@ def test_name_collisions_are_refused(tiny_model_path: Path, tmp_path: Path) -> N
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     with pytest.raises(QuantkitError, match="would both be written"):
         remove(
-            RemoveOptions(tiny_model_path, (tmp_path,), tmp_path / "o"),
+            RemoveOptions(tiny_model_path, tmp_path / "o"),
             [tmp_path / "a.jpg", tmp_path / "a.png"],
         )
 
@@ -74,7 +74,7 @@ def test_max_size_keeps_the_original_size(tiny_model_path: Path, tmp_path: Path)
     big = tmp_path / "big.jpg"
     Image.new("RGB", (900, 600), (90, 120, 200)).save(big)
     report = remove(
-        RemoveOptions(tiny_model_path, (big,), tmp_path / "o", max_size=200, bg_color=(0, 255, 0, 255)), [big]
+        RemoveOptions(tiny_model_path, tmp_path / "o", max_size=200, bg_color=(0, 255, 0, 255)), [big]
     )
     with Image.open(report.written[0]) as result:
         assert result.size == (900, 600)
@@ -103,7 +103,7 @@ def test_exif_rotated_photo_keeps_its_upright_size(tiny_model_path: Path, tmp_pa
     Image.new("RGB", (50, 30), (10, 200, 10)).save(buffer, format="JPEG", exif=exif)
     path = tmp_path / "turned.jpg"
     path.write_bytes(buffer.getvalue())
-    report = remove(RemoveOptions(tiny_model_path, (path,), tmp_path / "o"), [path])
+    report = remove(RemoveOptions(tiny_model_path, tmp_path / "o"), [path])
     with Image.open(report.written[0]) as out:
         assert out.size == (30, 50)
 
@@ -119,7 +119,7 @@ def test_truncated_photo_is_skipped_and_counted(tiny_model_path: Path, photos: P
 
 @pytest.mark.slow
 def test_real_cutout_with_the_int8_model(u2netp_int8: Path, tmp_path: Path) -> None:
-    report = remove(RemoveOptions(u2netp_int8, (CALIB,), tmp_path / "o"), [CALIB / "astronaut.png"])
+    report = remove(RemoveOptions(u2netp_int8, tmp_path / "o"), [CALIB / "astronaut.png"])
     alpha = np.asarray(Image.open(report.written[0]))[..., 3].astype(np.float32) / 255
     session = make_session(U2NETP)
     fp32 = (

@@ -43,7 +43,6 @@ def remove(
         raise QuantkitError("no input photos")
     options = RemoveOptions(
         model=model,
-        inputs=tuple(inputs),
         output_dir=output,
         mask_only=mask_only,
         max_size=max_size,
