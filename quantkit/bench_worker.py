@@ -42,6 +42,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from quantkit.session import OptLevel, SessionSettings, make_session
+    from quantkit.timing import time_runs
 
     session: ort.InferenceSession | None = None
     feeds: list[dict[str, np.ndarray]] = []
@@ -72,15 +73,9 @@ def main() -> None:
                 reply = {"load_seconds": time.perf_counter() - started, "baseline_rss_bytes": baseline}
         elif "run" in command:
             assert session is not None
-            first = [session.get_outputs()[0].name]
-            seconds = []
-            for _ in range(int(command["run"])):
-                feed = feeds[cursor % len(feeds)]
-                cursor += 1
-                started = time.perf_counter()
-                session.run(first, feed)
-                seconds.append(time.perf_counter() - started)
-            reply = {"seconds": seconds}
+            count = int(command["run"])
+            reply = {"seconds": time_runs(session, feeds, count, start=cursor)}
+            cursor += count
         elif "rss" in command:
             reply = {"peak_rss_bytes": peak_rss_bytes()}
         else:

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnxruntime.quantization import QuantFormat as OrtQuantFormat
 from onnxruntime.quantization import QuantType, quantize_static
@@ -54,10 +53,8 @@ from quantkit.metrics import AgreementLog, Summary
 from quantkit.progress import NullProgress, Progress
 from quantkit.search import SearchLimits, SearchResult, search_islands
 from quantkit.sensitivity import LayerLoss, conv_macs, layer_losses
-from quantkit.session import make_session
 from quantkit.spec import ModelSpec, load_model, spec_from_model
 from quantkit.stats import collect_stats
-from quantkit.timing import time_runs
 from quantkit.widen import WideningReport, widen
 
 
@@ -467,20 +464,13 @@ def _check_and_search(
     macs = conv_macs(float_model)
     total = max(sum(macs.values()), 1)
     counter = iter(range(1_000_000))
-    feed = feeds[0]
 
-    def latency(model: Path) -> float:
-        return float(np.median(time_runs(make_session(model), feed, runs=9)))
-
-    base_latency = latency(quant_path)
-
-    def evaluate(float_nodes: tuple[str, ...]) -> tuple[AgreementLog, float]:
+    def evaluate(float_nodes: tuple[str, ...]) -> AgreementLog:
         candidate = work / f"candidate-{next(counter)}.onnx"
         _quantize_once(build.float_path, candidate, opts, build.cache_json, opts.exclude + float_nodes, isa)
         log = held.score(candidate)
-        slowdown = latency(candidate) / base_latency - 1.0
         candidate.unlink(missing_ok=True)
-        return log, slowdown
+        return log
 
     progress.start("searching for layers to keep in float")
     result = search_islands(
@@ -488,8 +478,8 @@ def _check_and_search(
         report.losses,
         baseline,
         evaluate,
-        SearchLimits(target_iou=opts.target_iou, seconds=opts.search_seconds),
         lambda nodes: sum(macs.get(n, 0) for n in nodes) / total,
+        SearchLimits(target_iou=opts.target_iou, seconds=opts.search_seconds),
         on_try=lambda anchor: progress.advance(),
     )
     report.search = result

@@ -1,7 +1,7 @@
-"""Latency of a model on one input, measured the same way everywhere.
+"""Latency figures, measured and summarised the same way everywhere.
 
-Warm-up runs first (the first runs pay for allocations and kernel selection),
-then ``runs`` timed runs; the median is the figure that resists a busy machine.
+Callers run warm-up passes first (the first runs pay for allocations and kernel
+selection); the median is the figure that resists a busy machine.
 """
 
 from __future__ import annotations
@@ -40,14 +40,17 @@ class Latency:
 
 
 def time_runs(
-    session: ort.InferenceSession, feed: dict[str, np.ndarray], runs: int, warmup: int = 2
+    session: ort.InferenceSession, feeds: list[dict[str, np.ndarray]], runs: int, start: int = 0
 ) -> list[float]:
+    """Seconds per run for ``runs`` runs, cycling through ``feeds`` from index ``start``.
+
+    Only output 0 is fetched, as rembg's sessions only use the mask.
+    """
     first = [session.get_outputs()[0].name]
-    for _ in range(warmup):
-        session.run(first, feed)
     seconds = []
-    for _ in range(runs):
-        start = time.perf_counter()
+    for k in range(runs):
+        feed = feeds[(start + k) % len(feeds)]
+        began = time.perf_counter()
         session.run(first, feed)
-        seconds.append(time.perf_counter() - start)
+        seconds.append(time.perf_counter() - began)
     return seconds

@@ -154,7 +154,7 @@ def render(report: QuantizeReport, console) -> None:  # type: ignore[no-untyped-
             table.add_row(
                 "kept float",
                 f"{escape(', '.join(island.nodes))}: IoU {island.iou_before:.4f} -> {island.iou_after:.4f}, "
-                f"{100 * island.slowdown:+.1f}% latency",
+                f"~{100 * island.estimated_cost:+.1f}% latency (estimated)",
             )
         table.add_row(
             "search",
