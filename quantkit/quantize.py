@@ -113,6 +113,7 @@ class QuantizeOptions:
     eval_limit: int | None = 64
     target_iou: float = 0.95
     search_seconds: float = 120.0
+    max_slowdown: float = 0.06  # estimated latency the search may add, over all-INT8
     use_cache: bool = True
     equalize_alpha: float = 0.5
     steps: frozenset[Step] = ALL_STEPS  # default recipe only
@@ -479,7 +480,7 @@ def _check_and_search(
         baseline,
         evaluate,
         lambda nodes: sum(macs.get(n, 0) for n in nodes) / total,
-        SearchLimits(target_iou=opts.target_iou, seconds=opts.search_seconds),
+        SearchLimits(target_iou=opts.target_iou, seconds=opts.search_seconds, max_cost=opts.max_slowdown),
         on_try=lambda anchor: progress.advance(),
     )
     report.search = result

@@ -115,11 +115,13 @@ def search_islands(
                     options.append((anchor, nodes))
         best: tuple[float, float, IslandChoice, AgreementLog] | None = None
         limit_hit = ""
+        affordable = 0
         for anchor, nodes in options:
             share = macs_share(kept + nodes)
             cost = FLOAT_COST_PER_MAC_SHARE * share
             if cost > limits.max_cost:
                 continue
+            affordable += 1
             if result.tried >= limits.max_candidates:
                 limit_hit = "candidate limit reached"
                 break
@@ -138,7 +140,14 @@ def search_islands(
                     log,
                 )
         if best is None or best[0] < limits.min_gain:
-            result.stopped_because = limit_hit or ("no candidate helped" if options else "no candidates left")
+            if limit_hit:
+                result.stopped_because = limit_hit
+            elif not options:
+                result.stopped_because = "no candidates left"
+            elif not affordable:
+                result.stopped_because = "every candidate exceeds the latency budget"
+            else:
+                result.stopped_because = "no candidate helped"
             break
         _, _, choice, log = best
         result.chosen.append(choice)

@@ -51,8 +51,9 @@ class LayerLoss:
 
 def conv_macs(model: onnx.ModelProto) -> dict[str, int]:
     """Multiply-accumulates per Conv node, from weight shapes and inferred output sizes."""
+    inferred = onnx.shape_inference.infer_shapes(model)  # rewrites add tensors without annotations
     shapes: dict[str, list[int]] = {}
-    for value in list(model.graph.value_info) + list(model.graph.output):
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
         dims = value.type.tensor_type.shape.dim
         shapes[value.name] = [d.dim_value for d in dims]
     index = GraphIndex.build(model)

@@ -91,3 +91,26 @@ def test_island_grows_only_through_private_inputs(tiny_model_path: Path, tmp_pat
     # Concat and Resize feed only Conv_2; so do Relu_1 and Conv_1 behind them.
     # Relu_0 also feeds MaxPool_0 and the Add, so the island stops there.
     assert set(grown) == {"Conv_1", "Relu_1", "Resize_1", "Concat_1", "Conv_2"}
+
+
+def test_widening_is_exact_and_keeps_shape_annotations(tmp_path: Path, photos: Path) -> None:
+    from quantkit.sensitivity import conv_macs
+    from quantkit.widen import widen
+
+    from .conftest import build_tiny_model
+
+    path = tmp_path / "wide_tiny.onnx"
+    onnx.save(build_tiny_model(size=96), str(path))
+    model = prepared(path, tmp_path)
+    wide, report = widen(model, min_pixels=96 * 96)
+    # Every convolution with fewer than 16 outputs at full size; Conv_1 runs at 48x48.
+    assert report.widened_outputs == ("Conv_0", "Conv_2", "Conv_3") and report.widened_inputs == ("Conv_0",)
+    index = GraphIndex.build(wide)
+    assert index.array("Conv_3.w").shape[0] == 16 and index.array("Conv_0.w").shape == (16, 4, 3, 3)
+    rng = np.random.default_rng(1)
+    feeds = [{"input.1": rng.standard_normal((1, 3, 96, 96)).astype(np.float32)} for _ in range(2)]
+    for before, after in zip(run(model, feeds), run(wide, feeds), strict=True):
+        np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6)
+    # The search prices float islands from these annotations: they must survive widening.
+    assert conv_macs(wide)["Conv_1"] == conv_macs(model)["Conv_1"] > 0
+    assert conv_macs(wide)["Conv_2"] == 2 * conv_macs(model)["Conv_2"]  # 8 -> 16 outputs

@@ -59,6 +59,9 @@ def test_greedy_search_picks_what_helps_and_respects_the_cost_bound(
     tried.clear()
     capped = search_islands(model, losses, log_with_iou(0.90), evaluate, share, tight)
     assert capped.chosen == [] and all("Conv_2" not in nodes for nodes in tried)
+    nothing = SearchLimits(target_iou=0.98, seconds=60, max_cost=0.0)
+    broke = search_islands(model, losses, log_with_iou(0.90), evaluate, share, nothing)
+    assert broke.tried == 0 and broke.stopped_because == "every candidate exceeds the latency budget"
 
     # A met target means no search at all.
     assert search_islands(model, losses, log_with_iou(0.99), evaluate, share, limits).tried == 0
@@ -71,7 +74,11 @@ def test_search_runs_end_to_end_on_a_missed_target(
     for k in range(2):
         out = tmp_path / f"m{k}.onnx"
         reports.append(
-            quantize(QuantizeOptions(model=tiny_model_path, output=out, calib_dir=photos, target_iou=0.9999))
+            quantize(
+                QuantizeOptions(
+                    model=tiny_model_path, output=out, calib_dir=photos, target_iou=0.9999, max_slowdown=1.0
+                )
+            )
         )
     first, second = reports
     assert first.search is not None and first.search.tried > 0

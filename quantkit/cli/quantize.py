@@ -65,6 +65,12 @@ def quantize(
     search_seconds: Annotated[
         float, typer.Option("--search-seconds", min=0.0, help="Time budget of the mixed-precision search.")
     ] = 120.0,
+    max_slowdown: Annotated[
+        float,
+        typer.Option(
+            "--max-slowdown", min=0.0, help="Latency the search may add (estimated), e.g. 0.06 = 6%."
+        ),
+    ] = 0.06,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not reuse or store calibration ranges.")
     ] = False,
@@ -87,6 +93,7 @@ def quantize(
         eval_limit=eval_limit,
         target_iou=target_iou,
         search_seconds=search_seconds,
+        max_slowdown=max_slowdown,
         use_cache=not no_cache,
     )
     check_json_target(json_out, force)
