@@ -71,6 +71,21 @@ class GraphIndex:
         return {o.name for o in self.model.graph.output}
 
 
+def spatial_sizes(model: onnx.ModelProto) -> dict[str, int]:
+    """Pixels per channel (product of dims after N, C) of every tensor whose shape is known.
+
+    Runs ONNX shape inference first: the rewrites add tensors without annotations.
+    """
+    inferred = onnx.shape_inference.infer_shapes(model)
+    sizes: dict[str, int] = {}
+    graph = inferred.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        if len(dims) > 2 and all(dims[2:]):
+            sizes[value.name] = int(np.prod(dims[2:]))
+    return sizes
+
+
 def attribute(node: onnx.NodeProto, name: str, default: object = None) -> object:
     for attr in node.attribute:
         if attr.name == name:

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from quantkit.graph import GraphIndex, ai_onnx_opset, attribute
+from quantkit.graph import GraphIndex, ai_onnx_opset, attribute, spatial_sizes
 from quantkit.session import SessionSettings, make_session
 
 PREFIX = "quantkit_q/"
@@ -51,20 +51,14 @@ class LayerLoss:
 
 def conv_macs(model: onnx.ModelProto) -> dict[str, int]:
     """Multiply-accumulates per Conv node, from weight shapes and inferred output sizes."""
-    inferred = onnx.shape_inference.infer_shapes(model)  # rewrites add tensors without annotations
-    shapes: dict[str, list[int]] = {}
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = [d.dim_value for d in dims]
+    pixels = spatial_sizes(model)
     index = GraphIndex.build(model)
     macs: dict[str, int] = {}
     for node in model.graph.node:
         if node.op_type != "Conv" or node.input[1] not in index.initializers:
             continue
         weight = list(index.initializers[node.input[1]].dims)
-        out = shapes.get(node.output[0], [])
-        spatial = math.prod(out[2:]) if len(out) > 2 and all(out[2:]) else 0
-        macs[node.name] = math.prod(weight) * spatial
+        macs[node.name] = math.prod(weight) * pixels.get(node.output[0], 0)
     return macs
 
 

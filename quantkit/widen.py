@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from quantkit.graph import GraphIndex, attribute
+from quantkit.graph import GraphIndex, attribute, spatial_sizes
 
 FAST_OUT_CHANNELS = 16
 FAST_IN_CHANNELS = 4
@@ -37,19 +37,12 @@ class WideningReport:
         return {"outputs": list(self.widened_outputs), "inputs": list(self.widened_inputs)}
 
 
-def _spatial(model: onnx.ModelProto, tensor: str) -> int:
-    for value in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input):
-        if value.name == tensor:
-            dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
-            return int(np.prod(dims[2:])) if len(dims) > 2 and all(dims[2:]) else 0
-    return 0
-
-
 def widen(model: onnx.ModelProto, min_pixels: int = 80 * 80) -> tuple[onnx.ModelProto, WideningReport]:
     """Widen the narrow convolutions whose output has at least ``min_pixels`` pixels."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     index = GraphIndex.build(copy)
+    pixels = spatial_sizes(copy)
     graph = copy.graph
     outputs: list[str] = []
     inputs: list[str] = []
@@ -84,7 +77,7 @@ def widen(model: onnx.ModelProto, min_pixels: int = 80 * 80) -> tuple[onnx.Model
             node.input[0] = padded_name
             inputs.append(node.name)
         channels = weight.shape[0]
-        if channels < FAST_OUT_CHANNELS and _spatial(copy, node.output[0]) >= min_pixels:
+        if channels < FAST_OUT_CHANNELS and pixels.get(node.output[0], 0) >= min_pixels:
             repeat = [k % channels for k in range(FAST_OUT_CHANNELS)]
             index.set_array(node.input[1], weight[repeat])
             if len(node.input) > 2 and node.input[2] in index.initializers:

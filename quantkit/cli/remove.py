@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +12,8 @@ from rich.markup import escape
 from quantkit.cli._ui import ForceOption, RichProgress, ThreadsOption, console
 from quantkit.errors import QuantkitError
 from quantkit.images import expand_inputs
-from quantkit.remove import RemoveOptions, parse_color
+from quantkit.remove import REMOVE_SESSION, RemoveOptions, parse_color
 from quantkit.remove import remove as run
-from quantkit.session import SessionSettings
 
 
 def remove(
@@ -49,7 +49,7 @@ def remove(
         bg_color=color,
         force=force,
         png_compression=compression,
-        settings=SessionSettings(intra_threads=threads, mem_pattern=False),
+        settings=replace(REMOVE_SESSION, intra_threads=threads),
     )
     with RichProgress() as progress:
         report = run(options, files, progress)
