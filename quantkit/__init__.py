@@ -1,7 +1,68 @@
-"""quantkit: post-training INT8 quantization for U²-Net background-removal models.
+"""quantkit: post-training INT8 quantization for rembg's background-removal models.
 
-The package does nothing at import; the work lives in the modules below and the
-``quantkit`` command (``quantkit.cli``) is a thin layer over them.
+The public API (``quantize``, ``compare``, ``bench``, ``remove``, ``new_session``,
+``cutout`` and their option types) is imported on first use, so ``import quantkit``
+loads neither onnx nor onnxruntime. The ``quantkit`` command (``quantkit.cli``)
+is a thin layer over the same functions.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+# onnxruntime >= 1.31 resolves a Microsoft telemetry host a few seconds after import unless
+# this is set before the first import; quantkit must not touch the network.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+_EXPORTS = {
+    "quantize": "quantkit.api",
+    "compare": "quantkit.api",
+    "bench": "quantkit.api",
+    "remove": "quantkit.api",
+    "new_session": "quantkit.cutout.session",
+    "cutout": "quantkit.cutout.session",
+    "Session": "quantkit.cutout.session",
+    "QuantizeOptions": "quantkit.ptq.options",
+    "BenchOptions": "quantkit.bench.measure",
+    "RemoveOptions": "quantkit.cutout.remove",
+    "RuntimeSettings": "quantkit.runtime.base",
+    "Thresholds": "quantkit.accuracy.gate",
+    "QuantkitError": "quantkit.errors",
+}
+__all__ = [
+    "BenchOptions",
+    "QuantizeOptions",
+    "QuantkitError",
+    "RemoveOptions",
+    "RuntimeSettings",
+    "Session",
+    "Thresholds",
+    "__version__",
+    "bench",
+    "compare",
+    "cutout",
+    "new_session",
+    "quantize",
+    "remove",
+]
+
+if TYPE_CHECKING:
+    from quantkit.accuracy.gate import Thresholds
+    from quantkit.api import bench, compare, quantize, remove
+    from quantkit.bench.measure import BenchOptions
+    from quantkit.cutout.remove import RemoveOptions
+    from quantkit.cutout.session import Session, cutout, new_session
+    from quantkit.errors import QuantkitError
+    from quantkit.ptq.options import QuantizeOptions
+    from quantkit.runtime.base import RuntimeSettings
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'quantkit' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -1,9 +1,16 @@
-"""Terminal rendering shared by the subcommands: consoles, progress bars, JSON output."""
+"""Terminal output shared by the subcommands: verbosity, progress, tables, JSON.
+
+Tables are plain text with right-aligned numbers: readable at 80 columns, the
+same when piped, and no number is ever cut to fit. Progress bars and warnings go
+to stderr, results to stdout (to stderr when stdout carries ``--json -``).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,21 +26,68 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from quantkit.fileio import check_writable, write_json
+from quantkit.files.atomic import write_text
+from quantkit.files.guard import OutputGuard
+from quantkit.files.ownership import OutputKind, sign_json
+from quantkit.model.family import family_names
+from quantkit.runtime.base import RuntimeName
+
+
+@dataclass
+class Verbosity:
+    quiet: bool = False
+    verbose: int = 0
+
+
+VERBOSITY = Verbosity()
 
 # Options several commands share, declared once.
-ThreadsOption = Annotated[
-    int, typer.Option("--threads", min=0, help="Intra-op threads (0: onnxruntime default).")
+FamilyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--family",
+        metavar="NAME",
+        help="rembg family of the model(s), e.g. u2netp, isnet-general-use, birefnet-general "
+        "(default: from rembg's file name, else from the input size). "
+        f"Known: {', '.join(family_names())}.",
+        show_default=False,
+    ),
 ]
-JsonOption = Annotated[Path | None, typer.Option("--json", help="Write results as JSON ('-' for stdout).")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+ThreadsOption = Annotated[
+    int, typer.Option("--threads", metavar="N", min=0, help="Intra-op threads (0: the runtime's default).")
+]
+NoSpinOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-spin",
+        help="Threads sleep instead of spinning between ops: slower on an idle machine, "
+        "faster on a busy one.",
+    ),
+]
+RuntimeOption = Annotated[
+    RuntimeName,
+    typer.Option(
+        "--runtime",
+        metavar="ort|openvino",
+        help="Runtime to run the model(s) on (openvino: pip install quantkit[openvino]).",
+    ),
+]
+JsonOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--json", metavar="FILE", help="Write the results as JSON ('-' for stdout).", show_default=False
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Replace outputs that quantkit wrote before (never anything else).")
+]
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class RichProgress:
-    """:class:`quantkit.progress.Progress` on a rich progress bar (stderr)."""
+    """:class:`quantkit.progress.Progress` on a rich progress bar (stderr); silent with -q."""
 
     def __init__(self) -> None:
         self._bar = Progress(
@@ -44,6 +98,7 @@ class RichProgress:
             TimeElapsedColumn(),
             console=err_console,
             transient=True,
+            disable=VERBOSITY.quiet,
         )
         self._task: Any = None
 
@@ -58,39 +113,65 @@ class RichProgress:
         if self._task is not None:
             self._bar.remove_task(self._task)
         self._task = self._bar.add_task(label, total=total)
+        if VERBOSITY.verbose:
+            self._bar.console.print(f"[dim]{escape(label)}[/]")
 
     def advance(self, steps: int = 1) -> None:
         if self._task is not None:
             self._bar.advance(self._task, steps)
 
     def warn(self, message: str) -> None:
-        self._bar.console.print(f"[yellow]warning:[/] {escape(message)}")
+        if not VERBOSITY.quiet:
+            self._bar.console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(count) < 1024 or unit == "GB":
-            return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.2f} {unit}"
-        count /= 1024
-    return f"{count:.2f} GB"
+def note(message: str) -> None:
+    """A line on stderr that -q silences (e.g. 'wrote FILE')."""
+    if not VERBOSITY.quiet:
+        err_console.print(escape(message))
 
 
-def check_json_target(target: Path | None, force: bool) -> None:
-    """Fail before the long work if ``--json FILE`` could not be written at the end."""
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], first_left: bool = True) -> str:
+    """Plain-text table: columns sized to fit their widest cell, numbers right-aligned."""
+    widths = [max(len(str(row[k])) for row in [header, *rows]) for k in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for k, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+            out.append(str(cell).ljust(width) if k == 0 and first_left else str(cell).rjust(width))
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(header), *(line(row) for row in rows)])
+
+
+def pairs(rows: Sequence[tuple[str, str]]) -> str:
+    """A two-column 'label  value' block, values aligned."""
+    width = max((len(label) for label, _ in rows), default=0)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
+
+
+def guard_json(guard: OutputGuard, target: Path | None) -> None:
+    """Check ``--json FILE`` with every other output, before the long work."""
     if target is not None and str(target) != "-":
-        check_writable(target, force=force)
+        guard.file(target, OutputKind.JSON, "--json")
 
 
-def emit_json(target: Path | None, payload: dict[str, Any], force: bool) -> None:
+def emit_json(target: Path | None, payload: dict[str, Any], command: str) -> None:
     if target is None:
         return
+    text = json.dumps(sign_json(payload, command), indent=2) + "\n"
     if str(target) == "-":
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        sys.stdout.write(text)
     else:
-        write_json(target, payload, force=force)
-        err_console.print(f"wrote {escape(str(target))}")
+        write_text(target, text)
+        note(f"wrote {target}")
 
 
 def out_console(json_target: Path | None) -> Console:
-    """Tables go to stdout, unless stdout carries JSON (``--json -``)."""
+    """Results go to stdout, unless stdout carries JSON (``--json -``)."""
     return err_console if json_target is not None and str(json_target) == "-" else console
+
+
+def show(text: str, json_target: Path | None) -> None:
+    if not VERBOSITY.quiet:
+        out_console(json_target).print(escape(text), highlight=False)

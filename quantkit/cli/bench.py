@@ -1,4 +1,4 @@
-"""``quantkit bench``: size, peak RSS and latency of each model, side by side."""
+"""``quantkit bench``: size, peak RSS and latency of each model on each runtime, side by side."""
 
 from __future__ import annotations
 
@@ -6,93 +6,121 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from quantkit.bench import BenchOptions, markdown
-from quantkit.bench import bench as run
+from quantkit.bench.measure import BenchOptions, BenchReport, plan_bench, run_bench
+from quantkit.bench.table import HEADER, caption, markdown, rows
 from quantkit.cli._ui import (
+    FamilyOption,
     ForceOption,
     JsonOption,
+    NoSpinOption,
     RichProgress,
     ThreadsOption,
-    check_json_target,
     emit_json,
-    err_console,
-    human_bytes,
-    out_console,
+    guard_json,
+    note,
+    show,
+    table,
 )
-from quantkit.fileio import check_writable, write_text
-from quantkit.session import OptLevel, SessionSettings
+from quantkit.files.atomic import write_text
+from quantkit.files.ownership import OutputKind
+from quantkit.runtime.base import OptLevel, RuntimeName, RuntimeSettings
+
+SHORT = "Size, peak memory and latency, side by side."
+NAME = "bench"
 
 
-def bench(
-    models: Annotated[list[Path], typer.Argument(help="Models to measure; ratios are against the first.")],
+def run(
+    models: Annotated[
+        list[Path],
+        typer.Argument(metavar="MODEL...", help="Models to measure; ratios are against the first."),
+    ],
     images: Annotated[
         Path | None,
         typer.Option(
-            "--images", help="Photos to feed (same for every model) [default: a fixed synthetic input]."
+            "--images",
+            metavar="DIR",
+            help="Photos to feed, the same for every model. Default: one fixed synthetic input.",
+            show_default=False,
         ),
     ] = None,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per model.")] = 20,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs per model first.")] = 3,
+    runtime: Annotated[
+        list[RuntimeName] | None,
+        typer.Option(
+            "--runtime",
+            metavar="ort|openvino",
+            help="Runtime(s); repeat to put each model on several side by side (openvino: pip install "
+            "quantkit[openvino]). Default: ort.",
+            show_default=False,
+        ),
+    ] = None,
+    runs: Annotated[int, typer.Option("--runs", metavar="N", min=1, help="Timed runs per model.")] = 20,
+    warmup: Annotated[
+        int, typer.Option("--warmup", metavar="N", min=0, help="Untimed runs per model first.")
+    ] = 3,
+    family: FamilyOption = None,
     threads: ThreadsOption = 0,
-    inter_threads: Annotated[int, typer.Option("--inter-threads", min=0, help="Inter-op threads.")] = 0,
-    no_arena: Annotated[bool, typer.Option("--no-arena", help="Disable the CPU memory arena.")] = False,
+    no_spin: NoSpinOption = False,
+    inter_threads: Annotated[
+        int, typer.Option("--inter-threads", metavar="N", min=0, help="Inter-op threads (onnxruntime).")
+    ] = 0,
+    no_arena: Annotated[
+        bool, typer.Option("--no-arena", help="Disable the CPU memory arena (onnxruntime).")
+    ] = False,
     no_mem_pattern: Annotated[
-        bool, typer.Option("--no-mem-pattern", help="Disable memory pattern planning.")
+        bool, typer.Option("--no-mem-pattern", help="Disable memory pattern planning (onnxruntime).")
     ] = False,
     opt_level: Annotated[
-        OptLevel, typer.Option("--opt-level", help="Graph optimisation level.")
+        OptLevel,
+        typer.Option(
+            "--opt-level",
+            metavar="disable|basic|extended|all",
+            help="Graph optimisation level (onnxruntime).",
+        ),
     ] = OptLevel.ALL,
     provider: Annotated[
-        str, typer.Option("--provider", help="onnxruntime execution provider.")
+        str, typer.Option("--provider", metavar="NAME", help="Execution provider (onnxruntime).")
     ] = "CPUExecutionProvider",
     json_out: JsonOption = None,
     markdown_out: Annotated[
-        Path | None, typer.Option("--markdown", help="Write a Markdown table here.")
+        Path | None,
+        typer.Option(
+            "--markdown", metavar="FILE", help="Write the table as Markdown here.", show_default=False
+        ),
     ] = None,
     force: ForceOption = False,
 ) -> None:
-    """Measure models in separate processes, interleaved, with the same inputs."""
-    check_json_target(json_out, force)
-    if markdown_out is not None:
-        check_writable(markdown_out, force=force)
-    settings = SessionSettings(
-        intra_threads=threads,
+    """Measure models in separate processes, interleaved, on the same inputs."""
+    settings = RuntimeSettings(
+        threads=threads,
         inter_threads=inter_threads,
+        spinning=not no_spin,
         cpu_arena=not no_arena,
         mem_pattern=not no_mem_pattern,
         opt_level=opt_level,
         provider=provider,
     )
-    options = BenchOptions(models=tuple(models), images=images, runs=runs, warmup=warmup, settings=settings)
-    with RichProgress() as progress:
-        report = run(options, progress)
-    console = out_console(json_out)
-    ref = report.results[0]
-    env = report.environment
-    table = Table(
-        title=f"quantkit bench ({env['cpu']}, onnxruntime {env['onnxruntime']})",
-        title_justify="left",
+    runtimes = tuple(dict.fromkeys(runtime or [RuntimeName.ORT]))
+    options = BenchOptions(
+        images=images, runs=runs, warmup=warmup, family=family, settings=settings, runtimes=runtimes
     )
-    for column in ("model", "size", "×size", "peak RSS", "load", "p50", "p90", "mean", "×latency", "img/s"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for r in report.results:
-        table.add_row(
-            escape(r.model.name),
-            human_bytes(r.size_bytes),
-            f"{r.size_bytes / ref.size_bytes:.3f}",
-            human_bytes(r.peak_rss_bytes),
-            f"{r.load_seconds * 1000:.0f} ms",
-            f"{r.latency.p50_ms:.1f} ms",
-            f"{r.latency.p90_ms:.1f} ms",
-            f"{r.latency.mean_ms:.1f} ms",
-            f"{r.latency.p50_ms / ref.latency.p50_ms:.3f}",
-            f"{r.throughput:.2f}",
-        )
-    console.print(table)
-    emit_json(json_out, report.to_dict(), force)
+    with RichProgress() as progress:
+        job = plan_bench(models, options=options, force=force, progress=progress)
+        guard_json(job.guard, json_out)
+        if markdown_out is not None:
+            job.guard.file(markdown_out, OutputKind.MARKDOWN, "--markdown")
+        report = run_bench(job, progress)
+    show(render(report), json_out)
+    emit_json(json_out, report.to_dict(), NAME)
     if markdown_out is not None:
-        write_text(markdown_out, markdown(report), force=force)
-        err_console.print(f"wrote {escape(str(markdown_out))}")
+        write_text(markdown_out, markdown(report))
+        note(f"wrote {markdown_out}")
+
+
+def render(report: BenchReport) -> str:
+    models = [
+        f"  {k}  {r.entry.model} ({r.entry.runtime.value})" for k, r in enumerate(report.results, start=1)
+    ]
+    return "\n".join(
+        [f"quantkit bench: {caption(report)}", *models, "", table(HEADER, rows(report), first_left=False)]
+    )

@@ -7,53 +7,79 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from quantkit.cli._ui import ForceOption, RichProgress, ThreadsOption, console
+from quantkit.cli._ui import (
+    FamilyOption,
+    NoSpinOption,
+    RichProgress,
+    RuntimeOption,
+    ThreadsOption,
+    show,
+)
+from quantkit.cutout.compose import parse_color
+from quantkit.cutout.remove import RemoveOptions, plan_remove, run_remove
+from quantkit.cutout.session import SERVING
 from quantkit.errors import QuantkitError
-from quantkit.images import expand_inputs
-from quantkit.remove import REMOVE_SESSION, RemoveOptions, parse_color
-from quantkit.remove import remove as run
+from quantkit.runtime.base import RuntimeName
+
+SHORT = "Cutouts or masks for photos and folders."
+NAME = "remove"
 
 
-def remove(
-    model: Annotated[Path, typer.Argument(help="ONNX model (FP32 or INT8).")],
-    inputs: Annotated[list[Path], typer.Argument(help="Photos and/or folders of photos.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNG results.")],
+def run(
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="ONNX model (FP32 or INT8).")],
+    inputs: Annotated[
+        list[Path], typer.Argument(metavar="PHOTO...", help="Photos and/or folders of photos.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o", "--output", metavar="DIR", help="Folder for the PNG results (created if missing)."
+        ),
+    ],
     mask_only: Annotated[bool, typer.Option("--mask-only", help="Write the mask, not the cutout.")] = False,
     max_size: Annotated[
         int | None,
-        typer.Option("--max-size", min=32, help="Shrink photos larger than this (px) before inference."),
+        typer.Option(
+            "--max-size", metavar="PX", min=32, help="Shrink photos larger than this (px) before inference."
+        ),
     ] = None,
     bg_color: Annotated[
-        str | None, typer.Option("--bg-color", help="Composite onto this colour (#rrggbb[aa] or r,g,b[,a]).")
+        str | None,
+        typer.Option(
+            "--bg-color",
+            metavar="COLOR",
+            help="Composite onto this colour: #rrggbb, #rrggbbaa or r,g,b,a.",
+            show_default=False,
+        ),
     ] = None,
+    family: FamilyOption = None,
+    runtime: RuntimeOption = RuntimeName.ORT,
     threads: ThreadsOption = 0,
+    no_spin: NoSpinOption = False,
     compression: Annotated[
-        int, typer.Option("--png-compression", min=0, max=9, help="zlib level of the PNGs (rembg uses 6).")
+        int,
+        typer.Option(
+            "--png-compression", metavar="0-9", min=0, max=9, help="zlib level of the PNGs (rembg uses 6)."
+        ),
     ] = 1,
-    force: ForceOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace PNGs that quantkit wrote before (never anything else).")
+    ] = False,
 ) -> None:
-    """Write <name>.png (RGBA cutout) or <name>.mask.png per photo into the output folder."""
-    color = parse_color(bg_color) if bg_color is not None else None
-    if color is not None and mask_only:
-        raise QuantkitError("--bg-color and --mask-only do not go together")
-    files = expand_inputs(inputs)
-    if not files:
-        raise QuantkitError("no input photos")
+    """Write NAME.png (RGBA cutout) or NAME.mask.png per photo into the output folder."""
     options = RemoveOptions(
-        model=model,
-        output_dir=output,
         mask_only=mask_only,
         max_size=max_size,
-        bg_color=color,
-        force=force,
+        bg_color=parse_color(bg_color) if bg_color is not None else None,
+        family=family,
         png_compression=compression,
-        settings=replace(REMOVE_SESSION, intra_threads=threads),
+        settings=replace(SERVING, runtime=runtime, threads=threads, spinning=not no_spin),
     )
+    job = plan_remove(model, inputs, output_dir=output, options=options, force=force)
     with RichProgress() as progress:
-        report = run(options, files, progress)
+        report = run_remove(job, progress)
     skipped = f", skipped {len(report.skipped)}" if report.skipped else ""
-    console.print(f"wrote {len(report.written)} file(s) to {escape(str(output))}{skipped}")
+    show(f"wrote {len(report.written)} file(s) to {output}{skipped}", None)
     if not report.written:
         raise QuantkitError("no photo could be processed")

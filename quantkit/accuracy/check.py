@@ -1,0 +1,135 @@
+"""The held-out check ``quantize`` runs on its own output, and the search if it misses.
+
+The yardstick is the noise floor measured on the same held-out photos: the
+original FP32 model against itself on each photo re-saved as JPEG 95
+(:mod:`quantkit.accuracy.noise`). If the INT8 model's mean IoU against FP32 is at
+least the floor's less a small margin, it moves the masks no more than an
+invisible re-save does, and it ships as is. If not, the bounded search
+(:mod:`quantkit.accuracy.search`) keeps the layers that lose the most signal in
+float until it is, within a latency budget. A fixed ``--target-iou`` replaces the
+floor when the user sets one.
+
+The check scores the model that ships: the INT8 model is calibrated on the photos
+that are not held out, and no refit follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import onnx
+
+from quantkit.accuracy.agreement import AgreementLog, Summary
+from quantkit.accuracy.heldout import HeldOut
+from quantkit.accuracy.noise import Within
+from quantkit.accuracy.search import SearchLimits, SearchResult, search_islands
+from quantkit.accuracy.sensitivity import LayerLoss, layer_losses
+from quantkit.graph.shapes import conv_macs
+from quantkit.progress import Progress
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    photos: tuple[str, ...]
+    floor: Summary  # FP32 vs FP32 on the JPEG-95 re-save
+    before: Summary  # INT8 vs FP32 before the search
+    final: Summary  # INT8 vs FP32 as shipped
+    beyond_floor: float  # share of photos where INT8 moved the mask more than the re-save
+    target: float
+    target_is_floor: bool
+    search: SearchResult | None
+    losses: tuple[LayerLoss, ...]
+    label: str = "held-out check"
+
+    @property
+    def gap(self) -> float:
+        """INT8 mean IoU minus the noise floor's: >= 0 means within the noise."""
+        return self.final.mean - self.floor.mean
+
+    def summary(self) -> str:
+        where = "within" if self.gap >= 0 else f"{-self.gap:.4f} below"
+        return (
+            f"IoU vs FP32 mean {self.final.mean:.4f} (p05 {self.final.p05:.4f}) "
+            f"on {len(self.photos)} photos; "
+            f"JPEG-95 noise floor {self.floor.mean:.4f}: {where} the noise"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "images": list(self.photos),
+            "noise_floor": {"perturbation": "jpeg95", **self.floor.to_dict()},
+            "iou_before_search": self.before.to_dict(),
+            "iou_final": self.final.to_dict(),
+            "beyond_floor_fraction": self.beyond_floor,
+            "target_iou": self.target,
+            "target": "noise floor" if self.target_is_floor else "--target-iou",
+            "search": self.search.to_dict() if self.search else None,
+            "worst_layers": [loss.to_dict() for loss in self.losses[:8]],
+        }
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    target_iou: float | None  # None: the noise floor less ``noise_margin``
+    noise_margin: float
+    limits: SearchLimits  # its target is replaced by the one decided here
+    search: bool = True
+
+
+def check_and_search(
+    held: HeldOut,
+    quantized: Path,
+    float_model: onnx.ModelProto,
+    requantize: Callable[[tuple[str, ...]], Path],
+    settings: CheckSettings,
+    progress: Progress,
+) -> CheckReport:
+    """Score ``quantized`` on ``held``; if it misses the target, search for float islands.
+
+    ``requantize(float_nodes)`` writes a model with those nodes kept in float and
+    returns its path; the search calls it once per candidate.
+    """
+    progress.start("checking masks on held-out photos")
+    baseline = held.score(quantized)
+    floor_based = settings.target_iou is None
+    target = held.floor.iou.mean - settings.noise_margin if floor_based else float(settings.target_iou or 0)
+    search: SearchResult | None = None
+    losses: list[LayerLoss] = []
+    final = baseline
+    if baseline.iou.mean < target and settings.search:
+        progress.start("ranking layers by signal lost")
+        losses = layer_losses(float_model, onnx.load(str(quantized)), held.feeds_in_order())
+        macs = conv_macs(float_model)
+        total = max(sum(macs.values()), 1)
+
+        def evaluate(nodes: tuple[str, ...]) -> AgreementLog:
+            candidate = requantize(nodes)
+            log = held.score(candidate)
+            candidate.unlink(missing_ok=True)
+            return log
+
+        progress.start("searching for layers to keep in float")
+        limits = replace(settings.limits, target_iou=target)
+        search = search_islands(
+            float_model,
+            losses,
+            baseline,
+            evaluate,
+            lambda nodes: sum(macs.get(n, 0) for n in nodes) / total,
+            limits,
+            on_try=lambda _: progress.advance(),
+        )
+        final = search.final
+    return CheckReport(
+        photos=tuple(held.names),
+        floor=held.floor.iou,
+        before=baseline.iou,
+        final=final.iou,
+        beyond_floor=Within(final, held.floor).beyond_floor,
+        target=target,
+        target_is_floor=floor_based,
+        search=search,
+        losses=tuple(losses),
+    )

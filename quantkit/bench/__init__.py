@@ -1,0 +1,1 @@
+"""Size, peak memory and latency of models, side by side, measured fairly."""

@@ -1,0 +1,140 @@
+"""The one check every output of every command goes through, before any work starts.
+
+A command registers what it reads (models, photo folders and their files, mask
+folders, config files) and then asks for each path it will write. A path is
+refused when it is an input, when a folder output is or contains an input, when
+two outputs name the same path, when it is a symbolic link (writing through one
+could land anywhere), when its folder is missing or not writable, and when it
+exists - unless ``--force`` was given *and* quantkit wrote it
+(:mod:`quantkit.files.ownership`). Checking everything up front means a
+30-minute quantization never fails at the last step on a path it could have
+refused at the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from quantkit.errors import QuantkitError
+from quantkit.files.ownership import OutputKind, written_by_quantkit
+
+
+def _key(path: Path) -> Path:
+    """A comparable identity for a path that may not exist yet."""
+    return Path(os.path.realpath(path))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+class OutputGuard:
+    """Inputs of one command run, and the outputs already claimed."""
+
+    def __init__(self, *, force: bool) -> None:
+        self.force = force
+        self._inputs: set[Path] = set()
+        self._claimed: dict[Path, str] = {}
+
+    def add_inputs(self, paths: Iterable[Path]) -> None:
+        """Register files and folders this command reads; a folder's own files count too."""
+        for path in paths:
+            key = _key(path)
+            self._inputs.add(key)
+            if key.is_dir():
+                with contextlib.suppress(OSError):
+                    self._inputs.update(_key(p) for p in key.iterdir())
+
+    def _identity(self, target: Path, option: str) -> Path:
+        """Not a link, not an input, not another output's path; claims it."""
+        if target.is_symlink():
+            raise QuantkitError(
+                f"{option} {target} is a symbolic link; quantkit does not write through links"
+            )
+        key = _key(target)
+        if key in self._inputs:
+            raise QuantkitError(f"{option} {target} is an input of this command; choose another path")
+        if key in self._claimed:
+            raise QuantkitError(f"{option} and {self._claimed[key]} both name {target}")
+        self._claimed[key] = f"{option} {target}"
+        return key
+
+    @staticmethod
+    def _writable(folder: Path, option: str) -> None:
+        if not folder.exists():
+            raise QuantkitError(f"{option}: folder {folder} does not exist")
+        if not folder.is_dir():
+            raise QuantkitError(f"{option}: {folder} is not a folder")
+        try:  # a real probe: os.access says yes to root even where nothing can be created
+            fd, probe = tempfile.mkstemp(prefix=".quantkit-probe-", dir=folder)
+        except OSError as exc:
+            raise QuantkitError(f"{option}: folder {folder} is not writable ({exc.strerror})") from exc
+        os.close(fd)
+        os.unlink(probe)
+
+    def _common(self, target: Path, option: str) -> Path:
+        key = self._identity(target, option)
+        self._writable(target.parent if str(target.parent) else Path("."), option)
+        return key
+
+    def file(self, target: Path, kind: OutputKind, option: str) -> Path:
+        """Check a file output; returns ``target`` unchanged."""
+        if target.exists() and not target.is_symlink():
+            if target.is_dir():
+                raise QuantkitError(f"{option} {target} is a folder, not a file")
+            if not target.is_file():
+                raise QuantkitError(f"{option} {target} exists and is not a regular file")
+        self._common(target, option)
+        if target.exists():
+            self._may_replace(target, kind, option)
+        return target
+
+    def folder(self, target: Path, kind: OutputKind, option: str) -> Path:
+        """Check a folder output that will be built aside and moved into place whole."""
+        key = _key(target)
+        for item in self._inputs:
+            if _inside(item, key):
+                raise QuantkitError(
+                    f"{option} {target} contains inputs of this command ({item}); choose another"
+                )
+        if target.exists() and not target.is_symlink() and not target.is_dir():
+            raise QuantkitError(f"{option} {target} exists and is not a folder")
+        self._common(target, option)
+        if target.is_dir() and any(target.iterdir()):
+            self._may_replace(target, kind, option)
+        return target
+
+    def files_in(self, folder: Path, targets: list[Path], kind: OutputKind, option: str) -> bool:
+        """Check one output per photo in ``folder``; True if the folder must be created."""
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise QuantkitError(f"{option} {folder} exists and is not a folder")
+        create = not folder.exists()
+        self._writable(_nearest_existing(folder) if create else folder, option)
+        for target in targets:
+            self._identity(target, option)
+            if target.exists():
+                if not target.is_file():
+                    raise QuantkitError(f"{option}: {target} exists and is not a regular file")
+                self._may_replace(target, kind, option)
+        return create
+
+    def _may_replace(self, target: Path, kind: OutputKind, option: str) -> None:
+        if not self.force:
+            raise QuantkitError(f"{option} {target} already exists (use --force to replace it)")
+        if not written_by_quantkit(target, kind):
+            raise QuantkitError(
+                f"{option} {target} exists and was not written by quantkit; refusing to replace it "
+                "even with --force (move it away or choose another path)"
+            )
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """The closest ancestor of ``folder`` that exists (where ``mkdir -p`` would start)."""
+    for parent in folder.absolute().parents:
+        if parent.exists():
+            return parent
+    return Path("/")

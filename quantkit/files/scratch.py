@@ -1,0 +1,60 @@
+"""Scratch space that disappears with the run, whatever ends it.
+
+Quantization stages model copies (a u2net-sized model is 176 MB a copy) in a
+temporary folder. It is removed on success, on any error, on Ctrl-C and - with
+:func:`sigterm_raises` installed by the CLI - on SIGTERM, which otherwise kills
+Python without running a single ``finally``. A full ``$TMPDIR`` becomes one line
+that says where the space ran out and how to move it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from quantkit.errors import QuantkitError, Terminated
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "quantkit-") -> Iterator[Path]:
+    try:
+        path = Path(tempfile.mkdtemp(prefix=prefix))
+    except OSError as exc:
+        raise QuantkitError(
+            f"cannot create a temporary folder in {tempfile.gettempdir()} ({exc.strerror}); set TMPDIR"
+        ) from exc
+    try:
+        yield path
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise QuantkitError(
+                f"no space left on device for temporary files in {path.parent} (set TMPDIR to a larger disk)"
+            ) from exc
+        raise
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn the first SIGTERM into :class:`Terminated` so cleanup runs; ignore repeats while it does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

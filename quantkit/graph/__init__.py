@@ -1,0 +1,1 @@
+"""ONNX graph plumbing the passes share: who produces what, tensor sizes, preparation."""

@@ -1,0 +1,68 @@
+"""The two kinds of pass, and the report every pass returns.
+
+A :class:`FloatRewrite` changes the float model before ``quantize_static`` sees it.
+It declares the activation statistics it needs (:meth:`FloatRewrite.request`),
+and the pipeline merges the requests of all rewrites of a recipe into as few
+passes over the photos as their dependencies allow: a rewrite that can say how
+it changed the statistics returns them carried through (``Rewritten.stats``), so
+the next rewrite needs no new pass; one that cannot returns ``None`` and the next
+request is measured afresh. Calibration ranges are always measured on the final
+float model, never carried.
+
+A :class:`PostPass` changes the quantized model (lossless: size, names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import onnx
+
+from quantkit.statistics.types import ActivationStats, StatsRequest
+
+
+class PassReport(Protocol):
+    """What a pass did, able to summarise itself for the CLI table and ``--json``."""
+
+    @property
+    def label(self) -> str:
+        """The row label in ``quantkit quantize``'s summary."""
+        ...
+
+    def summary(self) -> str:
+        """One line for that row; empty when there is nothing worth showing."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    model: onnx.ModelProto
+    report: PassReport
+    stats: ActivationStats | None  # the input statistics as they are after this rewrite, if it can say
+
+
+class FloatRewrite(Protocol):
+    @property
+    def name(self) -> str:
+        """Its key in reports and ``--json``."""
+        ...
+
+    def request(self, model: onnx.ModelProto) -> StatsRequest:
+        """Statistics this rewrite needs, on ``model`` as it will receive it (empty: none)."""
+        ...
+
+    def apply(self, model: onnx.ModelProto, stats: ActivationStats) -> Rewritten:
+        """A new model (``model`` is left untouched) and what was done."""
+        ...
+
+
+class PostPass(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def apply(self, model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]:
+        """A new quantized model (``model`` is left untouched) and what was done."""
+        ...

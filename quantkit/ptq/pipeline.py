@@ -1,0 +1,355 @@
+"""FP32 ONNX in, INT8 ONNX out: the quantization pipeline.
+
+:func:`quantize` reads as the flow: plan (every input read and every output
+checked before any work), prepare, rewrite (statistics for all rewrites in as
+few passes over the photos as their dependencies allow), calibrate on the final
+float model, ``quantize_static``, check on held-out photos against the noise
+floor (and search if it misses), post-passes, write.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from quantkit import __version__
+from quantkit.accuracy.check import CheckReport, CheckSettings, check_and_search
+from quantkit.accuracy.heldout import HeldOut
+from quantkit.accuracy.search import SearchLimits
+from quantkit.errors import QuantkitError
+from quantkit.files.atomic import atomic_file
+from quantkit.files.guard import OutputGuard
+from quantkit.files.ownership import FAMILY_KEY, MODEL_KEY, OutputKind
+from quantkit.files.scratch import scratch_dir
+from quantkit.graph.opset import ai_onnx_opset
+from quantkit.graph.prepare import prepare, restore_interface, with_static_input
+from quantkit.model.images import list_images
+from quantkit.model.spec import ModelSpec, load_model, quantized_ops, spec_from_model
+from quantkit.passes.base import PassReport
+from quantkit.progress import NullProgress, Progress
+from quantkit.ptq.cache import Cache, cache_key, file_digest, photos_digest
+from quantkit.ptq.census import census
+from quantkit.ptq.isa import IsaInfo, detect
+from quantkit.ptq.memory import check_memory
+from quantkit.ptq.options import CalibMethod, QuantizeOptions
+from quantkit.ptq.quantizer import quantize_with_ranges
+from quantkit.ptq.ranges import (
+    calibration_tensors,
+    decode_ranges,
+    encode_ranges,
+    histogram_ranges,
+    minmax_ranges,
+    save_ranges,
+)
+from quantkit.ptq.report import CalibrationReport, QuantizeReport
+from quantkit.ptq.samples import PhotoFeeds
+from quantkit.statistics.collect import CALIBRATION_SESSION, collect
+from quantkit.statistics.types import ActivationStats, Level, StatsRequest, decode_stats, encode_stats
+from quantkit.system import peak_rss_bytes
+
+
+def bundled_photos() -> Path:
+    """The 22 calibration photos shipped with quantkit (``calib_images/`` in the source tree)."""
+    from importlib.resources import files
+
+    return Path(str(files("quantkit.calib_images")))
+
+
+def default_output(model: Path) -> Path:
+    stem = model.name[: -len(".onnx")] if model.name.lower().endswith(".onnx") else model.name
+    return model.with_name(f"{stem}.int8.onnx")
+
+
+def split_held_out(files: list[Path], limit: int) -> tuple[list[Path], list[Path]]:
+    """Every fourth photo (by sorted name), at most ``limit``, is held out; the rest calibrate."""
+    if len(files) < 4:
+        return files, files
+    held = files[3::4][:limit]
+    return [f for f in files if f not in held], held
+
+
+@dataclass(frozen=True)
+class QuantizeJob:
+    """Everything decided before any work: inputs read, outputs checked, photos chosen."""
+
+    model: Path
+    output: Path
+    spec: ModelSpec
+    interface: onnx.GraphProto  # the original model's inputs and outputs, to give back at the end
+    options: QuantizeOptions
+    calib: list[Path]
+    held_out: list[Path]
+    isa: IsaInfo
+    cache: Cache
+    guard: OutputGuard
+
+
+def plan_quantize(
+    model: Path,
+    *,
+    output: Path | None = None,
+    options: QuantizeOptions | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> QuantizeJob:
+    """Read and check every input, check the output, choose the photos; raise before any work."""
+    options = options or QuantizeOptions()
+    progress = progress or NullProgress()
+    output = output or default_output(model)
+    original = load_model(model)
+    spec = spec_from_model(original, model, options.family)
+    found = quantized_ops(original)
+    if found:
+        raise QuantkitError(
+            f"model {model} is already quantized ({', '.join(found[:3])}); quantize its FP32 original"
+        )
+    if not spec.family.quantizable:
+        raise QuantkitError(
+            f"model {model}: quantize supports the U²-Net and IS-Net families (convolutional); "
+            f"{spec.family.name} is {spec.family.architecture.value} - compare, remove and bench still work"
+        )
+    _check_excludes(original, options.exclude)
+    calib_dir = options.calib_dir or bundled_photos()
+    calib = list_images(calib_dir, limit=options.calib_limit)
+    held_out: list[Path] = []
+    if options.recipe.check:
+        if options.eval_dir is not None:
+            held_out = list_images(options.eval_dir, limit=options.eval_limit)
+        else:
+            calib, held_out = split_held_out(calib, options.eval_limit)
+    guard = OutputGuard(force=force)
+    guard.add_inputs([model, calib_dir, *([options.eval_dir] if options.eval_dir else [])])
+    guard.file(output, OutputKind.MODEL, "-o/--output")
+    if spec.detection.note:
+        progress.warn(spec.detection.note)
+    check_memory(model, original, spec)
+    interface = onnx.GraphProto()
+    interface.input.extend(original.graph.input)
+    interface.output.extend(original.graph.output)
+    cache = Cache.open(options.cache_dir, options.use_cache, progress.warn)
+    return QuantizeJob(model, output, spec, interface, options, calib, held_out, detect(), cache, guard)
+
+
+def quantize(
+    model: Path,
+    *,
+    output: Path | None = None,
+    options: QuantizeOptions | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> QuantizeReport:
+    """Quantize ``model`` to INT8; the output file appears only when everything succeeded."""
+    progress = progress or NullProgress()
+    return run_quantize(
+        plan_quantize(model, output=output, options=options, force=force, progress=progress), progress
+    )
+
+
+def run_quantize(job: QuantizeJob, progress: Progress | None = None) -> QuantizeReport:
+    progress = progress or NullProgress()
+    started = time.monotonic()
+    run = _Run(job, progress)
+    with scratch_dir() as work:
+        run.work = work
+        prepared = run.prepare()
+        float_model, rewrites = run.rewrite(prepared)
+        ranges = run.calibrate(float_model)
+        quantized = run.quantize(ranges, ())
+        check, quantized = run.check(float_model, ranges, quantized)
+        final, post = run.post_passes(onnx.load(str(quantized)))
+        if job.spec.dynamic_size:  # prepared at a fixed size: give the model its dynamic shapes back
+            final = restore_interface(final, _as_model(job.interface))
+        final = run.provenance(final, check)
+        with atomic_file(job.output, suffix=".onnx") as tmp:
+            onnx.save(final, str(tmp))
+    return QuantizeReport(
+        model=job.model,
+        output=job.output,
+        detection=job.spec.detection,
+        recipe=job.options.recipe.name,
+        input_bytes=job.model.stat().st_size,
+        output_bytes=job.output.stat().st_size,
+        seconds=time.monotonic() - started,
+        peak_rss_bytes=peak_rss_bytes(),
+        opset_in=job.spec.opset,
+        opset_out=ai_onnx_opset(final),
+        calibration=CalibrationReport(
+            used=tuple(p.name for p in run.feeds.used),
+            skipped=tuple((p.name, r) for p, r in run.feeds.skips.skipped),
+            passes=run.photo_passes,
+        ),
+        passes=(*rewrites, *post),
+        check=check,
+        census=census(final),
+        isa=job.isa,
+        options=job.options,
+    )
+
+
+class _Run:
+    """The steps of one quantization, sharing the job, the scratch folder and the photo stream."""
+
+    def __init__(self, job: QuantizeJob, progress: Progress) -> None:
+        self.job = job
+        self.progress = progress
+        self.work = Path()
+        self.feeds = PhotoFeeds(job.calib, job.spec)
+        self.photo_passes = 0
+        self.quantizations = 0
+
+    def prepare(self) -> onnx.ModelProto:
+        self.progress.start("preparing the model (opset, shape inference)")
+        self.feeds.check("calibration")
+        spec = self.job.spec
+        original = load_model(self.job.model)
+        path = prepare(with_static_input(original, spec.height, spec.width), self.work)
+        del original
+        return onnx.load(str(path))
+
+    def measure(self, model: onnx.ModelProto, request: StatsRequest, label: str) -> ActivationStats:
+        """One pass over the calibration photos (or the cache) answering ``request``."""
+        path = self.work / "measured.onnx"
+        onnx.save(model, str(path))
+        key = cache_key(
+            "stats", file_digest(path), photos_digest(self.job.calib), repr(sorted(request.tensors.items()))
+        )
+        path.unlink()
+        cached = self.job.cache.load(key, decode_stats)
+        if cached is not None:
+            return cached
+        self.progress.start(label, len(self.feeds))
+        stats = collect(model, request, self.feeds, self.work, tick=self.progress.advance)
+        self.photo_passes += 1
+        self.job.cache.save(key, encode_stats(stats))
+        for _, reason in self.feeds.skips.skipped:
+            self.progress.warn(f"skipped calibration image {reason}")
+        return stats
+
+    def rewrite(self, model: onnx.ModelProto) -> tuple[Path, list[tuple[str, PassReport]]]:
+        """Apply the recipe's float rewrites; statistics are measured only when no rewrite
+        before could carry them, and then for every later rewrite at once."""
+        rewrites = self.job.options.recipe.rewrites
+        stats: ActivationStats | None = None
+        reports: list[tuple[str, PassReport]] = []
+        for k, rewrite in enumerate(rewrites):
+            request = rewrite.request(model)
+            if request and (stats is None or not request.covered_by(stats)):
+                for later in rewrites[k + 1 :]:
+                    request = request | later.request(model)
+                stats = self.measure(model, request, f"measuring activations ({rewrite.name})")
+            result = rewrite.apply(model, stats or ActivationStats())
+            model, stats = result.model, result.stats
+            reports.append((rewrite.name, result.report))
+        path = self.work / "float.onnx"
+        onnx.save(model, str(path))
+        return path, reports
+
+    def calibrate(self, float_model: Path) -> Path:
+        """Activation ranges of the final float model, stored as onnxruntime's calibration cache."""
+        method = self.job.options.method
+        key = cache_key("ranges", file_digest(float_model), photos_digest(self.job.calib), method.value)
+        ranges = self.job.cache.load(key, decode_ranges)
+        if ranges is None:
+            model = onnx.load(str(float_model))
+            tensors = calibration_tensors(model)
+            self.progress.start(f"calibrating ({method.value})", len(self.feeds))
+            if method is CalibMethod.MINMAX:
+                request = StatsRequest.of(tensors, Level.TENSOR)
+                tick = self.progress.advance
+                stats = collect(
+                    model, request, self.feeds, self.work, tick=tick, settings=CALIBRATION_SESSION
+                )
+                ranges = minmax_ranges(stats, tensors)
+            else:
+                ranges = histogram_ranges(
+                    model, tensors, self.feeds, method, self.work, tick=self.progress.advance
+                )
+            self.photo_passes += 1
+            self.job.cache.save(key, encode_ranges(ranges))
+        path = self.work / "ranges.json"
+        save_ranges(ranges, path)
+        return path
+
+    def quantize(self, ranges: Path, float_nodes: tuple[str, ...]) -> Path:
+        self.progress.start("quantizing")
+        self.quantizations += 1
+        target = self.work / f"quantized-{self.quantizations}.onnx"
+        exclude = self.job.options.exclude + float_nodes
+        quantize_with_ranges(
+            self.work / "float.onnx", ranges, target, self.job.options, self.job.isa, exclude
+        )
+        return target
+
+    def check(self, float_model: Path, ranges: Path, quantized: Path) -> tuple[CheckReport | None, Path]:
+        job = self.job
+        if not job.held_out:
+            return None, quantized
+        held = HeldOut(job.held_out, job.spec, job.model, self.work, self.progress)
+        for _, reason in held.skipped:
+            self.progress.warn(f"skipped held-out image {reason}")
+        options = job.options
+        settings = CheckSettings(
+            target_iou=options.target_iou,
+            noise_margin=options.noise_margin,
+            limits=SearchLimits(
+                target_iou=0.0, seconds=options.search_seconds, max_cost=options.max_slowdown
+            ),
+        )
+        report = check_and_search(
+            held,
+            quantized,
+            onnx.load(str(float_model)),
+            lambda nodes: self.quantize(ranges, nodes),
+            settings,
+            self.progress,
+        )
+        if report.search is not None and report.search.float_nodes:
+            quantized = self.quantize(ranges, report.search.float_nodes)
+        return report, quantized
+
+    def post_passes(self, model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tuple[str, PassReport]]]:
+        reports: list[tuple[str, PassReport]] = []
+        for post in self.job.options.recipe.post:
+            model, report = post.apply(model)
+            reports.append((post.name, report))
+        return model, reports
+
+    def provenance(self, model: onnx.ModelProto, check: CheckReport | None) -> onnx.ModelProto:
+        """Say in the file who made it, how, from what: quantkit's version, recipe, family,
+        calibration photos digest and the held-out IoU (and mark it as quantkit's own)."""
+        job = self.job
+        values = {
+            MODEL_KEY: __version__,
+            "quantkit.recipe": job.options.recipe.name,
+            FAMILY_KEY: job.spec.family.name,
+            "quantkit.calibration": f"{len(self.feeds.used)} photos, sha256 {photos_digest(job.calib)[:16]}",
+        }
+        if check is not None:
+            values["quantkit.held_out_iou"] = f"{check.final.mean:.4f} (noise floor {check.floor.mean:.4f})"
+        model.producer_name = "quantkit"
+        model.producer_version = __version__
+        del model.metadata_props[:]
+        for key, value in values.items():
+            model.metadata_props.add(key=key, value=value)
+        return model
+
+
+def _as_model(interface: onnx.GraphProto) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    model.graph.CopyFrom(interface)
+    return model
+
+
+def _check_excludes(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
+    known = {n.name for n in model.graph.node}
+    missing = [n for n in names if n not in known]
+    if missing:
+        convs = sorted(n.name for n in model.graph.node if n.op_type == "Conv")
+        hint = ", ".join(convs[:5])
+        raise QuantkitError(
+            f"--exclude: no node named {', '.join(missing)} in the model "
+            f"(Conv nodes are named like {hint}, ...)"
+        )

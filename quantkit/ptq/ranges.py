@@ -1,0 +1,193 @@
+"""Activation ranges for ``quantize_static``, in bounded memory, as onnxruntime stores them.
+
+onnxruntime's calibrators return every intermediate tensor of every photo to
+Python (12.2 GiB for u2netp at 1024 px with MinMax). quantkit measures instead:
+
+- **MinMax** (the default): ``ReduceMin``/``ReduceMax`` inside the graph through
+  the statistics engine - one pass, about one inference of memory. The result is
+  written in onnxruntime's own calibration-cache format (``TensorsData``, one
+  float32 array of shape (1,) per bound, exactly as its ``MinMaxCalibrater``
+  produces), so ``quantize_static(..., calibration_cache_path=...)`` uses it as if
+  it had calibrated itself - byte for byte the same model.
+- **Histogram methods** (entropy, percentile, distribution) need every value, not
+  a reduction: the tensors are exposed a chunk at a time (at most
+  ``CHUNK_BYTES`` of outputs per run) and fed to onnxruntime's own
+  ``HistogramCollector``, so memory stays bounded at the cost of one pass over the
+  photos per chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from quantkit.graph.order import prune
+from quantkit.graph.shapes import light_copy, tensor_bytes
+from quantkit.ptq.options import CalibMethod
+from quantkit.runtime.ort import ort_session
+from quantkit.statistics.collect import CALIBRATION_SESSION
+from quantkit.statistics.types import ActivationStats
+
+CHUNK_BYTES = 512 * 2**20
+
+# onnxruntime's defaults per method (create_calibrator), so results match its own calibration.
+_HISTOGRAM: dict[CalibMethod, dict[str, Any]] = {
+    CalibMethod.ENTROPY: {
+        "num_bins": 128,
+        "num_quantized_bins": 128,
+        "symmetric": False,
+        "percentile": 99.999,
+    },
+    CalibMethod.PERCENTILE: {
+        "num_bins": 2048,
+        "num_quantized_bins": 128,
+        "symmetric": True,
+        "percentile": 99.999,
+    },
+    CalibMethod.DISTRIBUTION: {
+        "num_bins": 2048,
+        "num_quantized_bins": 128,
+        "symmetric": False,
+        "percentile": 99.999,
+    },
+}
+
+
+def ort_method(method: CalibMethod) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {
+        CalibMethod.MINMAX: CalibrationMethod.MinMax,
+        CalibMethod.ENTROPY: CalibrationMethod.Entropy,
+        CalibMethod.PERCENTILE: CalibrationMethod.Percentile,
+        CalibMethod.DISTRIBUTION: CalibrationMethod.Distribution,
+    }[method]
+
+
+def calibration_tensors(model: onnx.ModelProto) -> list[str]:
+    """The tensors ``quantize_static`` wants ranges for - onnxruntime's own selection rule:
+    every float input or output of a node that shape inference can type, minus initializers."""
+    inferred = onnx.shape_inference.infer_shapes(light_copy(model))
+    graph = inferred.graph
+    typed = {v.name: v for v in [*graph.value_info, *graph.output, *graph.input]}
+    initializers = {i.name for i in model.graph.initializer}
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    selected: dict[str, None] = {}
+    for node in model.graph.node:
+        for name in itertools.chain(node.input, node.output):
+            value = typed.get(name)
+            if (
+                value is not None
+                and value.type.HasField("tensor_type")
+                and value.type.tensor_type.elem_type in floats
+                and name not in initializers
+            ):
+                selected[name] = None
+    return list(selected)
+
+
+def minmax_ranges(stats: ActivationStats, tensors: Iterable[str]) -> Any:
+    """``TensorsData`` from measured statistics, shaped as ``MinMaxCalibrater`` shapes it."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+    data = {}
+    for name in tensors:
+        lo, hi = stats[name].tensor_range
+        data[name] = TensorData(
+            lowest=np.array([lo], dtype=np.float32), highest=np.array([hi], dtype=np.float32)
+        )
+    return TensorsData(CalibrationMethod.MinMax, data)
+
+
+def _exposing(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """``model`` with exactly ``names`` as outputs and the nodes they do not need removed."""
+    kept, needed = prune(list(model.graph.node), names)
+    graph = helper.make_graph(
+        kept,
+        "quantkit_exposed",
+        list(model.graph.input),
+        [helper.make_empty_tensor_value_info(n) for n in names],
+        [i for i in model.graph.initializer if i.name in needed],
+    )
+    exposed = helper.make_model(graph, opset_imports=list(model.opset_import))
+    exposed.ir_version = model.ir_version
+    return exposed
+
+
+def _chunks(names: list[str], sizes: dict[str, int], budget: int) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    used = 0
+    for name in names:
+        size = sizes.get(name, budget)  # unknown size: a chunk of its own
+        if chunks[-1] and used + size > budget:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(name)
+        used += size
+    return [c for c in chunks if c]
+
+
+def histogram_ranges(
+    model: onnx.ModelProto,
+    tensors: list[str],
+    feeds: Iterable[dict[str, np.ndarray]],
+    method: CalibMethod,
+    work: Path,
+    *,
+    tick: Callable[[], None] = lambda: None,
+    budget: int = CHUNK_BYTES,
+) -> Any:
+    """Histogram-based ranges, a chunk of tensors at a time (one pass over ``feeds`` per chunk)."""
+    from onnxruntime.quantization.calibrate import HistogramCollector, TensorsData
+
+    collector = HistogramCollector(method=method.value, scenario="same", **_HISTOGRAM[method])
+    graph_inputs = {i.name for i in model.graph.input}
+    path = work / "exposed.onnx"
+    for chunk in _chunks(tensors, tensor_bytes(model), budget):
+        onnx.save(_exposing(model, chunk), str(path))
+        session = ort_session(path, CALIBRATION_SESSION)
+        for feed in feeds:
+            values = session.run(chunk, feed)
+            arrays = {n: [v.copy() if n in graph_inputs else v] for n, v in zip(chunk, values, strict=True)}
+            with contextlib.redirect_stdout(io.StringIO()):  # the collector prints on every call
+                collector.collect(arrays)
+            tick()
+        del session
+    path.unlink(missing_ok=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return TensorsData(ort_method(method), collector.compute_collection_result())
+
+
+def save_ranges(ranges: Any, path: Path) -> None:
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    save_tensors_data(ranges, path)
+
+
+def encode_ranges(ranges: Any) -> bytes:
+    import json
+
+    from onnxruntime.quantization.calibrate import CalibrationCacheEncoder
+
+    return json.dumps(ranges.to_dict(), cls=CalibrationCacheEncoder).encode()
+
+
+def decode_ranges(data: bytes) -> Any:
+    import json
+
+    from onnxruntime.quantization.calibrate import TensorsData
+
+    ranges = TensorsData.from_dict(json.loads(data))
+    for value in ranges.values():  # a foreign or damaged entry must fail here, not in quantize_static
+        lo, hi = value.range_value
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError("non-finite range")
+    return ranges

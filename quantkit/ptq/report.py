@@ -1,0 +1,90 @@
+"""What ``quantize`` did, built once at the end from immutable parts.
+
+Every pass contributes its own report (:class:`~quantkit.passes.base.PassReport`),
+so the CLI table and ``--json`` show a new pass without either knowing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quantkit import __version__
+from quantkit.accuracy.check import CheckReport
+from quantkit.model.family import Detection
+from quantkit.passes.base import PassReport
+from quantkit.ptq.census import NodeCensus
+from quantkit.ptq.isa import IsaInfo
+from quantkit.ptq.options import QuantizeOptions
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    used: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]
+    passes: int  # passes over the photos actually run (0: everything came from the cache)
+    label: str = "calibration"
+
+    def summary(self, method: str) -> str:
+        skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
+        passes = f"{self.passes} passes over the photos" if self.passes else "from the cache"
+        return f"{len(self.used)} photos{skipped}, {method}, {passes}"
+
+
+@dataclass(frozen=True)
+class QuantizeReport:
+    model: Path
+    output: Path
+    detection: Detection
+    recipe: str
+    input_bytes: int
+    output_bytes: int
+    seconds: float
+    peak_rss_bytes: int | None
+    opset_in: int
+    opset_out: int
+    calibration: CalibrationReport
+    passes: tuple[tuple[str, PassReport], ...]  # (pass name, its report), in recipe order
+    check: CheckReport | None
+    census: NodeCensus
+    isa: IsaInfo
+    options: QuantizeOptions
+
+    @property
+    def ratio(self) -> float:
+        return self.output_bytes / self.input_bytes if self.input_bytes else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        opts = self.options
+        return {
+            "model": str(self.model),
+            "output": str(self.output),
+            "family": {"name": self.detection.family.name, "detected_by": self.detection.by.value},
+            "recipe": self.recipe,
+            "input_bytes": self.input_bytes,
+            "output_bytes": self.output_bytes,
+            "size_ratio": round(self.ratio, 4),
+            "seconds": round(self.seconds, 1),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "opset": {"input": self.opset_in, "output": self.opset_out},
+            "options": {
+                "format": opts.fmt.value,
+                "per_channel": opts.per_channel,
+                "method": opts.method.value,
+                "exclude": list(opts.exclude),
+                "target_iou": opts.target_iou,
+                "noise_margin": opts.noise_margin,
+                "reduce_range": self.isa.reduce_range,
+            },
+            "calibration": {
+                "used": list(self.calibration.used),
+                "skipped": [{"file": f, "reason": r} for f, r in self.calibration.skipped],
+                "passes": self.calibration.passes,
+            },
+            "passes": {name: report.to_dict() for name, report in self.passes},
+            "held_out": self.check.to_dict() if self.check else None,
+            "isa": self.isa.to_dict(),
+            "nodes": self.census.to_dict(),
+            "quantkit_version": __version__,
+        }

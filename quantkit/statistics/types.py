@@ -1,0 +1,131 @@
+"""What a pass asks to be measured, and what comes back.
+
+Levels, cheapest first: ``TENSOR`` (one min and max for the whole tensor - what
+MinMax calibration needs), ``CHANNEL`` (min and max per channel - equalisation),
+``MOMENTS`` (per channel also the mean and mean square, over images - offset
+absorption's safety margin). A higher level answers every lower one, so merged
+requests take the highest level asked per tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+
+class Level(IntEnum):
+    TENSOR = 1
+    CHANNEL = 2
+    MOMENTS = 3
+
+
+@dataclass(frozen=True)
+class StatsRequest:
+    """Tensors to measure and at which level; ``a | b`` asks for both."""
+
+    tensors: Mapping[str, Level] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, names: Iterable[str], level: Level) -> StatsRequest:
+        return cls(dict.fromkeys(names, level))
+
+    def __or__(self, other: StatsRequest) -> StatsRequest:
+        merged = dict(self.tensors)
+        for name, level in other.tensors.items():
+            merged[name] = max(merged.get(name, level), level)
+        return StatsRequest(merged)
+
+    def __bool__(self) -> bool:
+        return bool(self.tensors)
+
+    def covered_by(self, stats: ActivationStats) -> bool:
+        """Whether ``stats`` already answers every tensor of this request at its level."""
+        return all(name in stats and stats[name].level >= level for name, level in self.tensors.items())
+
+
+@dataclass
+class ChannelStats:
+    """Statistics of one tensor accumulated over images; per channel unless ``level`` is TENSOR."""
+
+    level: Level
+    minimum: np.ndarray
+    maximum: np.ndarray
+    total: np.ndarray | None = None  # MOMENTS: sum over images of the per-image channel mean
+    total_sq: np.ndarray | None = None  # MOMENTS: sum over images of the per-image channel mean of x²
+    images: int = 0
+
+    @property
+    def mean(self) -> np.ndarray:
+        if self.total is None:
+            raise ValueError("moments were not measured for this tensor")
+        return self.total / max(self.images, 1)
+
+    @property
+    def std(self) -> np.ndarray:
+        if self.total_sq is None:
+            raise ValueError("moments were not measured for this tensor")
+        variance = self.total_sq / max(self.images, 1) - self.mean**2
+        return np.asarray(np.sqrt(np.maximum(variance, 0.0)), dtype=np.float64)
+
+    @property
+    def absmax(self) -> np.ndarray:
+        return np.asarray(np.maximum(np.abs(self.minimum), np.abs(self.maximum)), dtype=np.float64)
+
+    @property
+    def tensor_range(self) -> tuple[np.float32, np.float32]:
+        """The whole tensor's min and max, exactly as float32 (what calibration stores)."""
+        return np.float32(np.min(self.minimum)), np.float32(np.max(self.maximum))
+
+
+@dataclass
+class ActivationStats:
+    tensors: dict[str, ChannelStats] = field(default_factory=dict)
+    images: int = 0
+
+    def __getitem__(self, name: str) -> ChannelStats:
+        return self.tensors[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.tensors
+
+
+def encode_stats(stats: ActivationStats) -> bytes:
+    """``stats`` as bytes (an .npz archive) for the cache."""
+    import io
+    import json
+
+    arrays: dict[str, np.ndarray] = {}
+    index = []
+    for k, (name, entry) in enumerate(stats.tensors.items()):
+        index.append([name, int(entry.level), entry.images])
+        arrays[f"{k}.min"], arrays[f"{k}.max"] = entry.minimum, entry.maximum
+        if entry.total is not None and entry.total_sq is not None:
+            arrays[f"{k}.total"], arrays[f"{k}.total_sq"] = entry.total, entry.total_sq
+    arrays["index"] = np.frombuffer(json.dumps([stats.images, index]).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
+    return buffer.getvalue()
+
+
+def decode_stats(data: bytes) -> ActivationStats:
+    """The inverse of :func:`encode_stats`; raises on anything malformed."""
+    import io
+    import json
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        images, index = json.loads(archive["index"].tobytes())
+        stats = ActivationStats(images=int(images))
+        for k, (name, level, count) in enumerate(index):
+            moments = f"{k}.total" in archive
+            stats.tensors[str(name)] = ChannelStats(
+                Level(level),
+                archive[f"{k}.min"],
+                archive[f"{k}.max"],
+                archive[f"{k}.total"] if moments else None,
+                archive[f"{k}.total_sq"] if moments else None,
+                int(count),
+            )
+    return stats
