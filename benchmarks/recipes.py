@@ -1,7 +1,8 @@
 """The recipe table: what each step of the default recipe buys, measured in one run.
 
 Quantizes the real u2netp with plain onnxruntime (``naive``) and with the default
-recipe's steps switched on one after another, then measures every model against
+recipe's rewrites switched on one after another (recipes are data: each row is a
+``Recipe`` built from a prefix of ``DEFAULT.rewrites``), then measures every model against
 the FP32 original on ECSSD photos (none of them used for calibration): mask IoU
 (mean / 5th percentile), ground-truth max-F change, latency and size ratios, and
 the time quantization took. Writes ``benchmarks/results/recipes.{json,md}``.
@@ -15,25 +16,25 @@ Without ECSSD the accuracy columns use the bundled calibration photos instead
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
-import time
+from dataclasses import replace
 from pathlib import Path
 
 from _common import CALIB, U2NETP, ecssd, write
 
-from quantkit.bench import BenchOptions, bench
-from quantkit.compare import compare_models
-from quantkit.isa import cpu_name
-from quantkit.quantize import QuantizeOptions, Recipe, Step, quantize
+import quantkit
+from quantkit.passes.recipes import DEFAULT, NAIVE, Recipe
+from quantkit.system import cpu_name
 
-RECIPES: list[tuple[str, Recipe, frozenset[Step]]] = [
-    ("naive (plain quantize_static: QDQ, per-channel, MinMax)", Recipe.NAIVE, frozenset()),
-    ("+ offset absorption", Recipe.DEFAULT, frozenset({Step.ABSORB})),
-    ("+ equalisation", Recipe.DEFAULT, frozenset({Step.ABSORB, Step.EQUALIZE})),
-    ("+ widening (speed)", Recipe.DEFAULT, frozenset({Step.ABSORB, Step.EQUALIZE, Step.WIDEN})),
-    ("default (+ held-out check and search)", Recipe.DEFAULT, frozenset(Step)),
-]
+
+def recipes() -> list[tuple[str, Recipe]]:
+    """naive, then the default recipe's rewrites switched on one after another, then the default."""
+    out = [("naive (plain quantize_static: QDQ, per-channel, MinMax)", NAIVE)]
+    for k, rewrite in enumerate(DEFAULT.rewrites, start=1):
+        label = f"+ {rewrite.name}"
+        out.append((label, replace(DEFAULT, name=label, rewrites=DEFAULT.rewrites[:k], check=False)))
+    out.append(("default (+ held-out check and search)", DEFAULT))
+    return out
 
 
 def main() -> None:
@@ -47,17 +48,15 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         models = []
-        for k, (name, recipe, steps) in enumerate(RECIPES):
-            os.environ["QUANTKIT_CACHE_DIR"] = str(
-                Path(tmp) / f"cache{k}"
-            )  # no shared calibration: honest times
-            out = Path(tmp) / f"recipe{k}.onnx"
-            started = time.monotonic()
-            quantize(QuantizeOptions(model=U2NETP, output=out, calib_dir=CALIB, recipe=recipe, steps=steps))
-            rows.append({"recipe": name, "quantize_seconds": round(time.monotonic() - started, 1)})
-            models.append(out)
-        accuracy = compare_models([U2NETP, *models], images, masks_dir=masks, limit=args.limit)
-        speed = bench(BenchOptions(models=(U2NETP, *models), images=CALIB, runs=args.runs))
+        for k, (name, recipe) in enumerate(recipes()):
+            options = quantkit.QuantizeOptions(
+                recipe=recipe, use_cache=False
+            )  # no shared statistics: honest times
+            report = quantkit.quantize(U2NETP, output=Path(tmp) / f"recipe{k}.onnx", options=options)
+            rows.append({"recipe": name, "quantize_seconds": round(report.seconds, 1)})
+            models.append(report.output)
+        accuracy = quantkit.compare(U2NETP, *models, images=images, masks=masks, limit=args.limit)
+        speed = quantkit.bench(U2NETP, *models, options=quantkit.BenchOptions(images=CALIB, runs=args.runs))
     ref_truth = accuracy.reference.truth
     fp32 = speed.results[0]
     for row, scores, timing in zip(rows, accuracy.candidates, speed.results[1:], strict=True):
@@ -71,13 +70,15 @@ def main() -> None:
             latency_ratio=round(timing.latency.p50_ms / fp32.latency.p50_ms, 3),
             size_ratio=round(timing.size_bytes / fp32.size_bytes, 3),
         )
+    floor = accuracy.floor.iou if accuracy.floor else None
     where = (
         f"first {accuracy.images} ECSSD photos" if data else f"{accuracy.images} bundled calibration photos"
     )
     lines = [
         f"u2netp, mask agreement with FP32 on {where}; latency: {args.runs} interleaved runs per model "
         f"on {cpu_name()}, onnxruntime {speed.environment['onnxruntime']}"
-        + (f"; FP32 max-F {ref_truth.max_f:.4f}" if ref_truth else ""),
+        + (f"; FP32 max-F {ref_truth.max_f:.4f}" if ref_truth else "")
+        + (f"; JPEG-95 noise floor IoU {floor.mean:.4f} / p05 {floor.p05:.4f}" if floor else ""),
         "",
         "| recipe | IoU mean | IoU p05 | IoU min | Δ max-F | latency | size | quantize time |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -79,11 +79,13 @@ from _common import CALIB, U2NETP, ecssd
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from quantkit.images import list_images, open_image
-from quantkit.metrics import agreement
-from quantkit.preprocess import mask_array, postprocess, preprocess
-from quantkit.session import SessionSettings, make_session, run_first_output
-from quantkit.spec import FAMILY_DEFAULTS, Family, ModelSpec, read_spec, spec_from_model
+from quantkit.accuracy.agreement import agreement
+from quantkit.model.family import Activation, get_family
+from quantkit.model.images import list_images, open_image
+from quantkit.model.preprocess import mask_array, postprocess, preprocess
+from quantkit.model.spec import ModelSpec, read_spec, spec_from_model
+from quantkit.runtime.base import RuntimeSettings
+from quantkit.runtime.ort import ort_session
 
 Widths = tuple[int, int, int]  # (in_ch, mid_ch, out_ch) of one RSU block
 
@@ -513,7 +515,7 @@ def _stem(image_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rembg feeds IS-Net ``x = p - 0.5`` and U²-Net ``(p - mean) / std``, so the centre tap is
     ``1 / std`` and the bias ``(0.5 - mean) / std``; stride 2 samples every other pixel.
     """
-    isnet, u2net = FAMILY_DEFAULTS[Family.ISNET_GENERAL_USE], FAMILY_DEFAULTS[Family.U2NET]
+    isnet, u2net = get_family("isnet-general-use"), get_family("u2net")
     mean, std, isnet_mean = (np.asarray(v, np.float64) for v in (u2net.mean, u2net.std, isnet.mean))
     weight = np.zeros((len(image_map), 3, 3, 3), np.float32)
     weight[np.arange(len(image_map)), image_map, 1, 1] = 1 / std[image_map]
@@ -558,15 +560,18 @@ def first_outputs(model: Path | bytes, spec: ModelSpec, images: Sequence[Image.I
 
     Memory patterns off: with them u2netp at 1024 peaks at 5.7 GB RSS, without at 3.3 GB.
     """
-    session = make_session(model, SessionSettings(mem_pattern=False))
-    return [run_first_output(session, spec.input_name, preprocess(image, spec)) for image in images]
+    session = ort_session(model, RuntimeSettings(mem_pattern=False))
+    return [np.asarray(session.run(None, {spec.input_name: preprocess(image, spec)})[0]) for image in images]
 
 
 def verify(
     reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray], images: Sequence[Image.Image]
 ) -> Verification:
     ious = [
-        agreement(mask_array(postprocess(r, im.size)), mask_array(postprocess(o, im.size))).iou
+        agreement(
+            mask_array(postprocess(r, im.size, Activation.NONE)),
+            mask_array(postprocess(o, im.size, Activation.NONE)),
+        ).iou
         for r, o, im in zip(reference, outputs, images, strict=True)
     ]
     same = all(r.shape == o.shape for r, o in zip(reference, outputs, strict=True))

@@ -22,12 +22,12 @@ _EXPORTS = {
     "compare": "quantkit.api",
     "bench": "quantkit.api",
     "remove": "quantkit.api",
-    "new_session": "quantkit.cutout.session",
-    "cutout": "quantkit.cutout.session",
-    "Session": "quantkit.cutout.session",
+    "new_session": "quantkit.removal.session",
+    "cutout": "quantkit.removal.session",
+    "Session": "quantkit.removal.session",
     "QuantizeOptions": "quantkit.ptq.options",
     "BenchOptions": "quantkit.bench.measure",
-    "RemoveOptions": "quantkit.cutout.remove",
+    "RemoveOptions": "quantkit.removal.remove",
     "RuntimeSettings": "quantkit.runtime.base",
     "Thresholds": "quantkit.accuracy.gate",
     "QuantkitError": "quantkit.errors",
@@ -53,10 +53,10 @@ if TYPE_CHECKING:
     from quantkit.accuracy.gate import Thresholds
     from quantkit.api import bench, compare, quantize, remove
     from quantkit.bench.measure import BenchOptions
-    from quantkit.cutout.remove import RemoveOptions
-    from quantkit.cutout.session import Session, cutout, new_session
     from quantkit.errors import QuantkitError
     from quantkit.ptq.options import QuantizeOptions
+    from quantkit.removal.remove import RemoveOptions
+    from quantkit.removal.session import Session, cutout, new_session
     from quantkit.runtime.base import RuntimeSettings
 
 

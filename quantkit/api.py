@@ -16,11 +16,11 @@ from pathlib import Path
 
 from quantkit.accuracy.compare import CompareReport, plan_compare, run_compare
 from quantkit.bench.measure import BenchOptions, BenchReport, plan_bench, run_bench
-from quantkit.cutout.remove import RemoveOptions, RemoveReport, plan_remove, run_remove
 from quantkit.progress import Progress
 from quantkit.ptq.options import QuantizeOptions
 from quantkit.ptq.pipeline import plan_quantize, run_quantize
 from quantkit.ptq.report import QuantizeReport
+from quantkit.removal.remove import RemoveOptions, RemoveReport, plan_remove, run_remove
 from quantkit.runtime.base import RuntimeSettings
 
 PathLike = str | Path

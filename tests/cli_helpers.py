@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from quantkit import __version__
 
 
 @dataclass
@@ -30,9 +34,19 @@ def quantkit(*args: object, cwd: Path | None = None, timeout: float = 600) -> Re
 
 
 def assert_one_line_error(result: Result, code: int, fragment: str) -> None:
+    """Exit ``code`` and one ``error:`` line (after any one-line warnings) that contains ``fragment``."""
     assert result.code == code, (result.code, result.out, result.err)
     assert "Traceback" not in result.err and "Traceback" not in result.out
     lines = [line for line in result.err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("error:"), lines[0]
-    assert fragment in lines[0], lines[0]
+    assert lines and all(line.startswith("warning:") for line in lines[:-1]), result.err
+    assert lines[-1].startswith("error:"), lines[-1]
+    assert fragment in lines[-1], lines[-1]
+
+
+def signed_json(text: str, command: str) -> dict[str, Any]:
+    """A ``--json`` payload, checked to start with quantkit's signature for ``command``."""
+    data = json.loads(text)
+    assert isinstance(data, dict)
+    assert next(iter(data)) == "quantkit", list(data)[:3]
+    assert data["quantkit"] == {"version": __version__, "command": command, "schema_version": 1}
+    return data

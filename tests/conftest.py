@@ -9,13 +9,18 @@ recipes have something real to fix in well under a second.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+
+from quantkit.passes.recipes import DEFAULT, NAIVE, Recipe
+from quantkit.ptq.report import QuantizeReport
 
 ROOT = Path(__file__).resolve().parent.parent
 U2NETP = ROOT / "models" / "u2netp.onnx"
@@ -142,27 +147,52 @@ def session_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never read or write the user's calibration cache."""
-    monkeypatch.setenv("QUANTKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests (and the commands they run) never read or write the user's calibration cache.
+
+    Session-scoped so it is in place before the session fixtures below quantize anything.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QUANTKIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def quantize_tiny(
+    model: Path, photos: Path, output: Path, recipe: Recipe = DEFAULT, **options: Any
+) -> QuantizeReport:
+    """The tiny model through the public API, calibrated on ``photos``."""
+    import quantkit
+
+    return quantkit.quantize(
+        model, output=output, options=quantkit.QuantizeOptions(calib_dir=photos, recipe=recipe, **options)
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_naive(tiny_model_path: Path, session_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model through plain quantize_static: a real INT8 model whose masks moved."""
+    out = tmp_path_factory.mktemp("tiny_naive") / "tiny.naive.onnx"
+    quantize_tiny(tiny_model_path, session_photos, out, NAIVE)
+    return out
 
 
 @pytest.fixture(scope="session")
 def u2netp_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real u2netp quantized once per session with the default recipe (about a minute)."""
-    from quantkit.quantize import QuantizeOptions, quantize
+    """The real u2netp quantized once per session with the defaults users get (about 40 s):
+    the default recipe, calibrated on the bundled photos."""
+    import quantkit
 
     out = tmp_path_factory.mktemp("int8") / "u2netp.int8.onnx"
-    quantize(QuantizeOptions(model=U2NETP, output=out, calib_dir=CALIB))
+    quantkit.quantize(U2NETP, output=out)
     return out
 
 
 @pytest.fixture(scope="session")
 def u2netp_naive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real u2netp through plain onnxruntime quantize_static: the masks break."""
-    from quantkit.quantize import QuantizeOptions, Recipe, quantize
+    import quantkit
 
     out = tmp_path_factory.mktemp("naive") / "u2netp.naive.onnx"
-    quantize(QuantizeOptions(model=U2NETP, output=out, calib_dir=CALIB, recipe=Recipe.NAIVE))
+    quantkit.quantize(U2NETP, output=out, options=quantkit.QuantizeOptions(recipe=NAIVE))
     return out

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from quantkit.images import ImageReadError, open_image
-from quantkit.preprocess import preprocess
+from quantkit.model.images import ImageReadError, open_image
+from quantkit.model.preprocess import preprocess
 
 from .test_preprocess import spec
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 from quantkit.errors import QuantkitError
-from quantkit.images import ImageReadError, SkipLog, iter_images, list_images, open_image
+from quantkit.model.images import ImageReadError, SkipLog, expand_inputs, iter_images, list_images, open_image
 
 
 def test_lists_only_images_sorted(tmp_path: Path) -> None:
@@ -89,3 +90,30 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert upright.size == (20, 40)
     pixels = np.asarray(upright.convert("L"))
     assert pixels[:10].mean() > 200 and pixels[-10:].mean() < 50  # stripe now on top
+
+
+def test_float_image_in_unit_range_is_scaled_to_8_bits(tmp_path: Path) -> None:
+    path = tmp_path / "float.tif"
+    Image.fromarray(np.array([[0.0, 0.5], [1.0, np.nan]], dtype=np.float32), mode="F").save(path)
+    pixels = np.asarray(open_image(path))
+    assert pixels.dtype == np.uint8
+    assert pixels.tolist() == [[0, 128], [255, 0]]  # NaN becomes black, not an error
+
+
+def test_inputs_expand_folders_in_order_and_skip_what_is_not_a_file(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    single = tmp_path / "z.png"
+    single.write_bytes(b"x")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it would block until someone writes: it must not even be opened
+    skips = SkipLog()
+    files = expand_inputs([single, folder, fifo], skips)
+    assert [p.name for p in files] == ["z.png", "a.jpg", "b.png"]
+    assert [(p.name, reason) for p, reason in skips.skipped] == [("pipe.png", f"{fifo}: not a regular file")]
+    with pytest.raises(QuantkitError, match="does not exist"):
+        expand_inputs([tmp_path / "gone.jpg"], SkipLog())
+    with pytest.raises(ImageReadError, match="not a regular file"):
+        open_image(fifo)

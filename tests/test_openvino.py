@@ -16,12 +16,12 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from quantkit.accuracy.agreement import agreement
 from quantkit.errors import QuantkitError
-from quantkit.metrics import agreement
-from quantkit.preprocess import mask_array, postprocess, preprocess
+from quantkit.model.preprocess import mask_array, postprocess, preprocess
+from quantkit.model.spec import read_spec
 from quantkit.runtime.base import RuntimeSettings
 from quantkit.runtime.openvino import OpenVinoRunner
-from quantkit.spec import read_spec
 
 from .conftest import CALIB, U2NETP
 
@@ -55,7 +55,7 @@ def test_fp32_masks_match_onnxruntime_on_photos(fp32_runner: OpenVinoRunner) -> 
         output = fp32_runner.run(tensor)
         assert output.shape == reference.shape == (1, 1, 320, 320)
         assert float(np.abs(output - reference).max()) < 1e-3, name
-        masks = (mask_array(postprocess(out, image.size)) for out in (reference, output))
+        masks = (mask_array(postprocess(out, image.size, spec.activation)) for out in (reference, output))
         assert agreement(*masks).iou > 0.999, name
 
 

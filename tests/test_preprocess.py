@@ -6,15 +6,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from quantkit.preprocess import mask_array, postprocess, preprocess
-from quantkit.spec import IMAGENET_MEAN, IMAGENET_STD, Family, ModelSpec
+from quantkit.model.family import IMAGENET_MEAN, IMAGENET_STD, Activation, DetectedBy, Detection, get_family
+from quantkit.model.preprocess import mask_array, postprocess, preprocess
+from quantkit.model.spec import ModelSpec
 
 from .conftest import CALIB
 
 
-def spec(size: int) -> ModelSpec:
+def spec(size: int, family: str = "u2netp") -> ModelSpec:
+    """A square model of ``family`` without a file: preprocessing needs only these facts."""
     return ModelSpec(
-        Path("m.onnx"), "input.1", size, size, Family.U2NETP, IMAGENET_MEAN, IMAGENET_STD, 13, False
+        path=Path(f"{family}.onnx"),
+        input_name="input.1",
+        height=size,
+        width=size,
+        dynamic_size=False,
+        detection=Detection(get_family(family), DetectedBy.EXPLICIT),
+        opset=13,
+        quantized=False,
     )
 
 
@@ -87,15 +96,36 @@ def test_black_image_does_not_divide_by_zero() -> None:
     assert np.isfinite(tensor).all()
 
 
+def test_family_mean_and_std_are_used() -> None:
+    """isnet-general-use normalises with mean 0.5 and std 1, not ImageNet's."""
+    pixels = np.array([[[255, 0, 51]]], dtype=np.uint8)
+    tensor = preprocess(Image.fromarray(pixels), spec(1, "isnet-general-use"))
+    np.testing.assert_allclose(tensor[0, :, 0, 0], [0.5, -0.5, 0.2 - 0.5], atol=1e-6)
+
+
 def test_postprocess_normalises_truncates_and_resizes() -> None:
     output = np.array([[[[0.1, 0.35], [0.6, 1.1]]]], dtype=np.float32)
-    mask = postprocess(output, (2, 2))
+    mask = postprocess(output, (2, 2), Activation.NONE)
     # min-max to 0, .25, .5, 1; times 255 is 0, 63.75, 127.5, 255; truncated, not rounded
     assert np.array_equal(np.asarray(mask), np.array([[0, 63], [127, 255]], dtype=np.uint8))
-    assert postprocess(output, (7, 3)).size == (7, 3)
+    assert postprocess(output, (7, 3), Activation.NONE).size == (7, 3)
 
 
-def test_postprocess_constant_prediction_is_black_not_nan() -> None:
-    mask = postprocess(np.full((1, 1, 4, 4), 0.3, dtype=np.float32), (4, 4))
+def test_postprocess_sigmoid_comes_before_the_min_max() -> None:
+    """BiRefNet's logits: sigmoid first (in float32, as rembg), then min-max, then truncation."""
+    logits = np.array([[[[-2.0, 0.0], [1.0, 3.0]]]], dtype=np.float32)
+    squashed = (np.float32(1) / (np.float32(1) + np.exp(-logits)))[0, 0]
+    expected = ((squashed - squashed.min()) / (squashed.max() - squashed.min()) * 255).astype(np.uint8)
+    mask = np.asarray(postprocess(logits, (2, 2), Activation.SIGMOID))
+    assert np.array_equal(mask, expected)
+    assert not np.array_equal(mask, np.asarray(postprocess(logits, (2, 2), Activation.NONE)))
+
+
+def test_postprocess_constant_or_non_finite_prediction_is_black_not_nan() -> None:
+    mask = postprocess(np.full((1, 1, 4, 4), 0.3, dtype=np.float32), (4, 4), Activation.NONE)
     assert np.asarray(mask).max() == 0
     assert mask_array(mask).dtype == np.float32
+    broken = np.array([[[[np.nan, 1.0], [np.inf, 0.0]]]], dtype=np.float32)
+    assert np.array_equal(
+        np.asarray(postprocess(broken, (2, 2), Activation.NONE)), np.array([[0, 255], [0, 0]], np.uint8)
+    )

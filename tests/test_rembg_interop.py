@@ -12,12 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from quantkit.images import open_image
-from quantkit.masks import predict_mask_image
-from quantkit.metrics import agreement
-from quantkit.preprocess import mask_array
-from quantkit.session import make_session
-from quantkit.spec import read_spec
+import quantkit
+from quantkit.accuracy.agreement import agreement
+from quantkit.model.preprocess import mask_array
 
 from .conftest import CALIB, U2NETP
 
@@ -32,6 +29,11 @@ def rembg_mask(session: object, path: Path) -> np.ndarray:
     return mask_array(mask)
 
 
+def our_mask(session: quantkit.Session, path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return mask_array(quantkit.cutout(image, session=session, mask_only=True))
+
+
 @pytest.mark.slow
 def test_rembg_serves_the_int8_model(
     u2netp_int8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -43,13 +45,11 @@ def test_rembg_serves_the_int8_model(
     fp32 = Path(shutil.copy(U2NETP, home / "u2netp.onnx"))
     rembg_int8 = rembg.new_session("u2net_custom", model_path=str(int8))
     rembg_fp32 = rembg.new_session("u2net_custom", model_path=str(fp32))
-    ours = make_session(u2netp_int8)
-    spec = read_spec(u2netp_int8)
+    ours = quantkit.new_session(u2netp_int8)
     for name in PHOTOS:
         path = CALIB / name
         theirs = rembg_mask(rembg_int8, path)
-        mine = mask_array(predict_mask_image(ours, spec, open_image(path)))
-        assert agreement(theirs, mine).iou >= 0.99, name  # same model, same pipeline
+        assert agreement(theirs, our_mask(ours, path)).iou >= 0.99, name  # same model, same pipeline
         assert agreement(rembg_mask(rembg_fp32, path), theirs).iou >= 0.9, name  # INT8 vs rembg's FP32
 
 
@@ -61,6 +61,6 @@ def test_rembg_cutout_has_alpha_from_our_mask(tmp_path: Path, monkeypatch: pytes
     session = rembg.new_session("u2net_custom", model_path=str(model))
     with Image.open(CALIB / "chelsea.png") as image:
         cutout = rembg.remove(image, session=session)
-        ours = predict_mask_image(make_session(U2NETP), read_spec(U2NETP), image.convert("RGB"))
     assert cutout.mode == "RGBA"
-    assert agreement(mask_array(cutout.getchannel("A")), mask_array(ours)).iou > 0.99
+    ours = our_mask(quantkit.new_session(U2NETP), CALIB / "chelsea.png")
+    assert np.array_equal(mask_array(cutout.getchannel("A")), ours)  # same model: the same mask, bit for bit

@@ -1,4 +1,4 @@
-"""The mixed-precision search: greedy, bounded, deterministic."""
+"""The mixed-precision search: signal lost per layer, islands, greedy, bounded, deterministic."""
 
 from __future__ import annotations
 
@@ -6,11 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
-from quantkit.metrics import AgreementLog, agreement
-from quantkit.quantize import QuantizeOptions, _prepare, quantize
-from quantkit.search import FLOAT_COST_PER_MAC_SHARE, SearchLimits, search_islands
-from quantkit.sensitivity import LayerLoss, conv_macs
+from quantkit.accuracy.agreement import AgreementLog, agreement
+from quantkit.accuracy.search import FLOAT_COST_PER_MAC_SHARE, SearchLimits, StopReason, search_islands
+from quantkit.accuracy.sensitivity import LayerLoss, island, layer_losses
+from quantkit.graph.prepare import prepare
+from quantkit.graph.shapes import conv_macs
+from quantkit.model.spec import read_spec
+from quantkit.passes.recipes import Recipe
+from quantkit.ptq.samples import PhotoFeeds
+
+from .conftest import quantize_tiny
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> onnx.ModelProto:
+    return onnx.load(str(prepare(onnx.load(str(tiny_model_path)), tmp_path_factory.mktemp("prepared"))))
 
 
 def log_with_iou(iou: float, images: int = 4) -> AgreementLog:
@@ -27,13 +39,39 @@ def log_with_iou(iou: float, images: int = 4) -> AgreementLog:
     return log
 
 
-def test_greedy_search_picks_what_helps_and_respects_the_cost_bound(
-    tiny_model_path: Path, tmp_path: Path
+def test_island_grows_only_through_private_inputs(prepared: onnx.ModelProto) -> None:
+    assert island(prepared, "Conv_2", with_inputs=False) == ("Conv_2",)
+    # Concat and Resize feed only Conv_2; so do Relu_1 and Conv_1 behind them.
+    # Relu_0 also feeds MaxPool_0 and the Add, so the island stops there.
+    assert island(prepared, "Conv_2", with_inputs=True) == (
+        "Conv_1",
+        "Relu_1",
+        "Resize_1",
+        "Concat_1",
+        "Conv_2",
+    )
+    assert island(prepared, "Conv_0", with_inputs=True) == ("Conv_0",)  # the image input: nothing above
+
+
+def test_layer_losses_point_at_the_layer_that_loses_the_signal(
+    prepared: onnx.ModelProto, tiny_model_path: Path, tiny_naive: Path, session_photos: Path
 ) -> None:
-    model = onnx.load(str(_prepare(onnx.load(str(tiny_model_path)), tmp_path)))
-    macs = conv_macs(model)
+    feeds = PhotoFeeds(sorted(session_photos.iterdir()), read_spec(tiny_model_path))
+    losses = layer_losses(prepared, onnx.load(str(tiny_naive)), feeds)
+    assert sorted(loss.node for loss in losses) == ["Conv_0", "Conv_1", "Conv_2", "Conv_3"]
+    assert [loss.drop for loss in losses] == sorted((loss.drop for loss in losses), reverse=True)
+    # Plain quantize_static: Conv_2 reads the 200-offset channel through 8 bits and its bias
+    # has to cancel it, so its output loses far more than its input did.
+    worst = losses[0]
+    assert worst.node == "Conv_2" and worst.drop > 20 and worst.sqnr_in > 40
+    assert sum(loss.macs_share for loss in losses) == pytest.approx(1.0)
+    assert worst.to_dict()["drop_db"] == round(worst.drop, 2)
+
+
+def test_greedy_search_picks_what_helps_and_respects_the_cost_bound(prepared: onnx.ModelProto) -> None:
+    macs = conv_macs(prepared)
     total = sum(macs.values())
-    losses = [LayerLoss("Conv_2", 30, 5, 0), LayerLoss("Conv_0", 40, 30, 0), LayerLoss("Conv_1", 30, 28, 0)]
+    losses = [LayerLoss("Conv_2", 30, 5, 0), LayerLoss("Conv_0", 40, 30, 0), LayerLoss("Conv_3", 30, 28, 0)]
     tried: list[tuple[str, ...]] = []
 
     def evaluate(nodes: tuple[str, ...]) -> AgreementLog:
@@ -44,44 +82,74 @@ def test_greedy_search_picks_what_helps_and_respects_the_cost_bound(
         return sum(macs.get(n, 0) for n in nodes) / total
 
     limits = SearchLimits(target_iou=0.98, seconds=60, max_cost=1.0)
-    result = search_islands(model, losses, log_with_iou(0.90), evaluate, share, limits)
-    assert result.stopped_because == "target met"
+    result = search_islands(prepared, losses, log_with_iou(0.90), evaluate, share, limits)
+    assert result.stopped_because is StopReason.TARGET_MET
     assert [c.anchor for c in result.chosen] == ["Conv_2"]
     assert result.chosen[0].nodes == ("Conv_2",)  # the smaller island wins a tie on IoU
+    assert result.float_nodes == ("Conv_2",)
     assert result.chosen[0].estimated_cost == FLOAT_COST_PER_MAC_SHARE * share(("Conv_2",))
-    again = search_islands(model, losses, log_with_iou(0.90), evaluate, share, limits)
+    assert result.final.iou.mean >= 0.98 > log_with_iou(0.90).iou.mean  # the scores of what was chosen
+    again = search_islands(prepared, losses, log_with_iou(0.90), evaluate, share, limits)
     assert [c.to_dict() for c in again.chosen] == [c.to_dict() for c in result.chosen]
 
-    # Too expensive: Conv_2's islands are never even tried.
-    tight = SearchLimits(
-        target_iou=0.98, seconds=60, max_cost=0.5 * FLOAT_COST_PER_MAC_SHARE * share(("Conv_2",))
-    )
+    # Too expensive: Conv_2's islands (and Conv_0's) are never even tried; only Conv_3 fits.
+    assert share(("Conv_3",)) < share(("Conv_2",)) < share(("Conv_0",))
+    budget = FLOAT_COST_PER_MAC_SHARE * (share(("Conv_3",)) + share(("Conv_2",))) / 2
     tried.clear()
-    capped = search_islands(model, losses, log_with_iou(0.90), evaluate, share, tight)
-    assert capped.chosen == [] and all("Conv_2" not in nodes for nodes in tried)
+    capped = search_islands(
+        prepared, losses, log_with_iou(0.90), evaluate, share, SearchLimits(0.98, 60, max_cost=budget)
+    )
+    assert capped.chosen == () and tried == [("Conv_3",)]
+    assert capped.stopped_because is StopReason.NO_GAIN
     nothing = SearchLimits(target_iou=0.98, seconds=60, max_cost=0.0)
-    broke = search_islands(model, losses, log_with_iou(0.90), evaluate, share, nothing)
-    assert broke.tried == 0 and broke.stopped_because == "every candidate exceeds the latency budget"
+    broke = search_islands(prepared, losses, log_with_iou(0.90), evaluate, share, nothing)
+    assert broke.tried == 0 and broke.stopped_because is StopReason.OVER_BUDGET
+    assert broke.to_dict()["stopped_because"] == "every candidate exceeds the latency budget"
 
     # A met target means no search at all.
-    assert search_islands(model, losses, log_with_iou(0.99), evaluate, share, limits).tried == 0
+    assert search_islands(prepared, losses, log_with_iou(0.99), evaluate, share, limits).tried == 0
 
 
-def test_search_runs_end_to_end_on_a_missed_target(
+def test_search_bounds_are_deterministic(prepared: onnx.ModelProto) -> None:
+    losses = [LayerLoss(n, 30, 5, 0) for n in ("Conv_2", "Conv_0", "Conv_1", "Conv_3")]
+    gains = iter(np.linspace(0.91, 0.97, 50))
+
+    def creeping(nodes: tuple[str, ...]) -> AgreementLog:  # every candidate helps a little
+        return log_with_iou(float(next(gains)))
+
+    few = SearchLimits(target_iou=0.999, seconds=60, max_cost=10.0, max_candidates=3)
+    limited = search_islands(prepared, losses, log_with_iou(0.90), creeping, lambda n: 0.0, few)
+    assert limited.tried == 3 and limited.stopped_because is StopReason.CANDIDATE_LIMIT
+    one = SearchLimits(target_iou=0.999, seconds=60, max_cost=10.0, max_islands=1)
+    capped = search_islands(prepared, losses, log_with_iou(0.90), creeping, lambda n: 0.0, one)
+    assert len(capped.chosen) == 1 and capped.stopped_because is StopReason.ISLAND_LIMIT
+
+
+def test_search_runs_end_to_end_and_keeps_the_worst_layer_float(
     tiny_model_path: Path, photos: Path, tmp_path: Path
 ) -> None:
-    reports = []
-    for k in range(2):
-        out = tmp_path / f"m{k}.onnx"
-        reports.append(
-            quantize(
-                QuantizeOptions(
-                    model=tiny_model_path, output=out, calib_dir=photos, target_iou=0.9999, max_slowdown=1.0
-                )
-            )
+    """No rewrites, but the check: INT8 misses a 0.99 target, and the search finds Conv_2's island."""
+    checked = Recipe("checked", "quantize_static, then the check", check=True)
+    reports = [
+        quantize_tiny(
+            tiny_model_path, photos, tmp_path / f"m{k}.onnx", checked, target_iou=0.99, max_slowdown=1.0
         )
+        for k in range(2)
+    ]
     first, second = reports
-    assert first.search is not None and first.search.tried > 0
-    assert first.losses and first.losses[0].drop >= first.losses[-1].drop
-    assert first.search.to_dict()["islands"] == second.search.to_dict()["islands"]  # type: ignore[union-attr]
+    check = first.check
+    assert check is not None and check.search is not None and check.search.tried > 0
+    assert check.losses[0].node == "Conv_2" and check.losses[0].drop >= check.losses[-1].drop
+    chosen = check.search.chosen
+    assert [c.anchor for c in chosen] == ["Conv_2"] and "Conv_2" in chosen[0].nodes
+    assert check.final.mean > check.before.mean + 0.01
+    assert ("Conv_2", "Conv") in first.census.float_nodes  # the model that shipped has the island
+    assert second.check is not None and second.check.search is not None
+    assert second.check.search.to_dict()["islands"] == check.search.to_dict()["islands"]
     assert (tmp_path / "m0.onnx").read_bytes() == (tmp_path / "m1.onnx").read_bytes()
+    # With no latency to spend, nothing is tried and the INT8 model ships as it was.
+    broke = quantize_tiny(
+        tiny_model_path, photos, tmp_path / "b.onnx", checked, target_iou=0.99, max_slowdown=0.0
+    )
+    assert broke.check is not None and broke.check.search is not None
+    assert broke.check.search.stopped_because is StopReason.OVER_BUDGET and broke.census.float_nodes == ()

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from quantkit.images import list_images, open_image
-from quantkit.preprocess import preprocess
-from quantkit.spec import read_spec
+from quantkit.model.images import list_images, open_image
+from quantkit.model.preprocess import preprocess
+from quantkit.model.spec import read_spec
 
 from .conftest import CALIB, ROOT, U2NETP, build_tiny_model
 

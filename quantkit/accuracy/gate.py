@@ -79,7 +79,7 @@ def _table(data: Any, path: Path) -> dict[str, Any]:
 def from_pyproject(path: Path) -> Thresholds:
     """``[tool.quantkit.gate]`` of ``path``; empty thresholds if the table is absent."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a BOM (some Windows editors) is not an error
         data = tomllib.loads(text)
     except OSError as exc:
         raise QuantkitError(f"cannot read {path}: {exc.strerror}") from exc

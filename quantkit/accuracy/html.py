@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -194,13 +195,15 @@ def _model_section(
     ref = report.reference
     runner = open_runner(model.path, report.settings, model.spec.family.mask_output)
     cards = []
-    for name, agree in model.agreement.worst(worst):
+    for j, (name, agree) in enumerate(model.agreement.worst(worst)):
         image = open_image(report.images_dir / name)
         ref_mask = predict_mask_array(ref_runner, ref.spec, image)
         mask = predict_mask_array(runner, model.spec, image)
         resaved = predict_mask_array(ref_runner, ref.spec, jpeg_resave(image))
         floor = agreement(ref_mask, resaved)
-        stem = f"m{k}_{Path(name).stem}"
+        # Numbered, and only safe characters of the photo's name: a.jpg and a.png do not share
+        # files, a 250-character name stays under the file-name limit, a quote cannot leave src="".
+        stem = f"m{k}_{j + 1:02d}_{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(name).stem)[:60]}"
         _thumb(image.convert("RGB")).save(staging / f"{stem}_photo.jpg", quality=88)
         _thumb(_mask_image(ref_mask)).save(staging / f"{stem}_ref.png")
         _thumb(_mask_image(mask)).save(staging / f"{stem}_model.png")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
 
 from quantkit.accuracy.agreement import AgreementLog
@@ -44,6 +45,18 @@ class Within:
         pairs = zip(self.model.values, self.floor.values, strict=True)
         worse = sum(1 for m, f in pairs if m.iou < f.iou)
         return worse / len(self.model) if len(self.model) else float("nan")
+
+    def paired_gap(self) -> tuple[float, float]:
+        """Mean of (model IoU - floor IoU) over photos, and its standard error.
+
+        Both IoUs measure distance from the reference mask on the same photo, so the
+        per-photo difference is the paired statistic; its standard error says how far
+        the mean gap can wander by the luck of which photos were picked.
+        """
+        diffs = np.array([m.iou - f.iou for m, f in zip(self.model.values, self.floor.values, strict=True)])
+        if len(diffs) < 2:
+            return float(diffs.mean()) if len(diffs) else float("nan"), float("inf")
+        return float(diffs.mean()), float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
 
     def misses(self, margin: float) -> list[str]:
         """Which of mean and p05 fall short of the floor's minus ``margin`` (empty: within)."""

@@ -144,11 +144,18 @@ class _Worker:
         return reply
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(QuantkitError):
-                self.ask({"quit": True})
+        """End the child: EOF ends an idle one; one still timing (Ctrl-C, SIGTERM) is killed.
+
+        No question is asked here: after an interrupt the pipe may hold half a reply.
+        """
+        with contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-        self.proc.wait()
+            self.proc.wait()
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,10 @@ def caption(report: BenchReport) -> str:
 
 
 def markdown(report: BenchReport) -> str:
-    lines = [MARKDOWN_HEADER, caption(report), ""]
+    # The settings belong with the figures: tables that differ only in them must say so.
+    # (The runtime is each entry's own, listed below.)
+    settings = ", ".join(f"{k}={v}" for k, v in report.options.settings.to_dict().items() if k != "runtime")
+    lines = [MARKDOWN_HEADER, f"{caption(report)}; settings: {settings}", ""]
     lines += [
         f"{k}. `{r.entry.model}` on {r.entry.runtime.value}" for k, r in enumerate(report.results, start=1)
     ]

@@ -7,7 +7,7 @@ interleave the models' timed runs round by round.
 
 Commands: ``{"load": {...}}`` -> load time (inputs arrive preprocessed as
 ``.npy``, so this process imports neither PIL nor onnx); ``{"run": n}`` -> n
-latencies in seconds; ``{"rss": true}`` -> peak RSS in bytes; ``{"quit": true}``.
+latencies in seconds; ``{"rss": true}`` -> peak RSS in bytes; end of input or anything else ends it.
 """
 
 from __future__ import annotations

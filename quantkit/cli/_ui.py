@@ -173,5 +173,5 @@ def out_console(json_target: Path | None) -> Console:
 
 
 def show(text: str, json_target: Path | None) -> None:
-    if not VERBOSITY.quiet:
-        out_console(json_target).print(escape(text), highlight=False)
+    """A result: printed with -q too ("only results and errors"), unlike progress, warnings and notes."""
+    out_console(json_target).print(escape(text), highlight=False)

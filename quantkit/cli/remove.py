@@ -16,10 +16,10 @@ from quantkit.cli._ui import (
     ThreadsOption,
     show,
 )
-from quantkit.cutout.compose import parse_color
-from quantkit.cutout.remove import RemoveOptions, plan_remove, run_remove
-from quantkit.cutout.session import SERVING
 from quantkit.errors import QuantkitError
+from quantkit.removal.compose import parse_color
+from quantkit.removal.remove import RemoveOptions, plan_remove, run_remove
+from quantkit.removal.session import SERVING
 from quantkit.runtime.base import RuntimeName
 
 SHORT = "Cutouts or masks for photos and folders."

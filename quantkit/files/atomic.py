@@ -3,7 +3,8 @@
 The bytes land in a hidden temporary file beside the target and are renamed over
 it only once complete, so an interrupted run leaves the old file or the new one.
 A full disk (or any other OS error) while writing becomes one line naming the
-target, and the temporary file is removed.
+target, and the temporary file is removed. Folders an output needs are created
+the same way: a run that ends up writing nothing into them takes them away again.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def atomic_file(target: Path, *, suffix: str = ".tmp") -> Iterator[Path]:
     """
     parent = target.parent if str(target.parent) else Path(".")
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=parent)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=suffix, dir=parent)
     except OSError as exc:
         raise os_error(exc, str(target)) from exc
     os.close(fd)
@@ -50,6 +51,41 @@ def atomic_file(target: Path, *, suffix: str = ".tmp") -> Iterator[Path]:
         raise os_error(exc, str(target)) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def temp_prefix(target: Path) -> str:
+    """A hidden name beside ``target`` for its temporary file: short enough that a target
+    near the 255-byte name limit still has room for the random part and the suffix."""
+    return f".{target.name[:48]}."
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created, outermost first."""
+    missing: list[Path] = []
+    for candidate in [folder, *folder.parents]:
+        if candidate.exists() or candidate.is_symlink():
+            break
+        missing.append(candidate)
+    missing.reverse()
+    created: list[Path] = []
+    try:
+        for candidate in missing:
+            candidate.mkdir()
+            created.append(candidate)
+    except OSError as exc:
+        remove_if_empty(created)
+        reason = "no space left on device" if exc.errno == errno.ENOSPC else exc.strerror
+        raise QuantkitError(f"cannot create output folder {folder}: {reason}") from exc
+    return created
+
+
+def remove_if_empty(created: list[Path]) -> None:
+    """Remove folders :func:`make_folders` created, innermost first, as long as they are empty."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def write_text(target: Path, text: str) -> None:

@@ -2,15 +2,19 @@
 
 ``--force`` may replace an existing output only when quantkit wrote it: a report
 folder carries a marker file, a model carries quantkit's key in its
-``metadata_props``, a JSON file a top-level ``quantkit`` object, a Markdown table a
-first-line comment, a PNG a ``Software`` text chunk. Anything else - a user's
-file that merely sits where an output should go - is refused even with
-``--force``: a typo in ``--report`` must never delete a folder of photos.
+``metadata_props``, a JSON file a top-level ``quantkit`` object (with the version
+and command that wrote it), a Markdown table a first-line comment, a PNG a
+``Software`` text chunk. Anything else - a user's file that merely sits where an
+output should go - is refused even with ``--force``: a typo in ``--report`` must
+never delete a folder of photos. A report folder is replaced whole, so besides
+the marker it may hold only the files quantkit writes there: a user's notes
+saved into an old report are not deleted with it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -58,7 +62,8 @@ def _json(path: Path) -> bool:
     with path.open("rb") as handle:
         head = handle.read(1 << 20)
     data = json.loads(head)
-    return isinstance(data, dict) and isinstance(data.get("quantkit"), dict)
+    mark = data.get("quantkit") if isinstance(data, dict) else None
+    return isinstance(mark, dict) and {"version", "command"} <= mark.keys()
 
 
 def _markdown(path: Path) -> bool:
@@ -73,8 +78,21 @@ def _png(path: Path) -> bool:
         return str(image.info.get("Software", "")).startswith("quantkit")
 
 
+# What quantkit.accuracy.html puts in a report folder. A name it does not write means the
+# folder holds something of the user's; if the page ever gains files, the cost of
+# forgetting this list is a refusal, never a deletion.
+_REPORT_FILE = re.compile(r"index\.html|m\d+_.*_(photo\.jpg|(ref|model|diff|noise)\.png)", re.DOTALL)
+
+
 def _report(path: Path) -> bool:
-    return (path / REPORT_MARKER).is_file()
+    if path.is_symlink() or not (path / REPORT_MARKER).is_file():
+        return False
+    for entry in path.iterdir():
+        if entry.name == REPORT_MARKER:
+            continue
+        if entry.is_symlink() or not entry.is_file() or not _REPORT_FILE.fullmatch(entry.name):
+            return False
+    return True
 
 
 _CHECKS = {

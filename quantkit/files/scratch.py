@@ -42,19 +42,47 @@ def scratch_dir(prefix: str = "quantkit-") -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+class _Signals:
+    """The first SIGINT or SIGTERM of the run, once one has arrived."""
+
+    received: int | None = None
+
+
+def interrupted_by() -> int | None:
+    """The signal (SIGINT or SIGTERM) that interrupted this run, if any.
+
+    Once one has arrived, whatever exception ends the run is its consequence - also
+    when a library wrapped it into something else (onnxruntime turns an interrupted
+    import into ``ImportError``) - so the CLI reports the signal, not that exception.
+    """
+    return _Signals.received
+
+
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Turn the first SIGTERM into :class:`Terminated` so cleanup runs; ignore repeats while it does."""
+    """Turn the first SIGTERM into :class:`Terminated` (and Ctrl-C into KeyboardInterrupt) so
+    cleanup runs, remembering which arrived; repeats are ignored while it does."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    def on_term(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _Signals.received = _Signals.received or signum
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def on_int(signum: int, frame: FrameType | None) -> None:
+        _Signals.received = _Signals.received or signum
+        raise KeyboardInterrupt
+
+    _Signals.received = None
+    previous_term = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:  # not SIG_IGN: a background job stays deaf to Ctrl-C
+        signal.signal(signal.SIGINT, on_int)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)

@@ -8,8 +8,12 @@ traps handled here:
   exports often are not) leaves shape inference with unknown ranks, and the
   statistics graphs then fail with obscure shape errors. It is prepared with
   its input fixed at the family's size, and the quantized model gets the original
-  dynamic input and output shapes back (:func:`restore_interface`), so it still
-  runs at any size;
+  dynamic input and output shapes back (:func:`restore_interface`) when it still
+  runs at another size. Preparing at a fixed size can bake sizes into the graph
+  (u2netp with open height/width then quantizes to a model whose Resizes carry
+  320-pixel constants: at 256×192 a Concat fails), so the caller tries the
+  restored model at another size (:func:`other_size_input`) and otherwise keeps
+  the fixed interface - the one rembg feeds anyway - and says so;
 - symbolic shape inference dumps ``sym_shape_infer_temp.onnx`` and a ``.data``
   file into the *working directory* when it gives up - that must not be the
   user's folder, so it runs inside the scratch folder.
@@ -67,9 +71,13 @@ def prepare(model: onnx.ModelProto, work: Path) -> Path:
     with _inside(work):
         try:
             quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=False)
+        except OSError:  # a full disk is not a graph problem: the scratch folder says where
+            raise
         except Exception as exc:  # symbolic shape inference fails on exotic graphs
             try:
                 quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=True)
+            except OSError:
+                raise
             except Exception:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise QuantkitError(f"onnxruntime's quant_pre_process failed: {first[:200]}") from exc
@@ -89,3 +97,11 @@ def restore_interface(model: onnx.ModelProto, original: onnx.ModelProto) -> onnx
             value.type.CopyFrom(shapes[value.name])
     del restored.graph.value_info[:]  # annotations were inferred at the fixed size
     return restored
+
+
+def other_size_input(model: onnx.ModelProto) -> tuple[str, tuple[int, ...]]:
+    """Input name and a shape unlike the fixed one the model was prepared at: half the height and width."""
+    value = model.graph.input[0]
+    dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+    batch, channels, height, width = dims
+    return value.name, (batch, channels, max(16, height // 2), max(16, width // 2))

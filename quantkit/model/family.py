@@ -166,14 +166,16 @@ class DetectedBy(str, Enum):
 class Detection:
     family: Family
     by: DetectedBy
+    input_size: int | None = None  # the square input side the guess was made from (INPUT_SIZE only)
 
     @property
     def note(self) -> str | None:
         """What to tell the user when the family was only inferred from the input size."""
         if self.by is not DetectedBy.INPUT_SIZE:
             return None
+        seen = f"{self.input_size}x{self.input_size}" if self.input_size else "dynamic or non-square"
         return (
-            f"assumed family {self.family.name} from the model's {self.family.size}x{self.family.size} "
+            f"assumed family {self.family.name} from the model's {seen} "
             "input (file name not one of rembg's); pass --family NAME if that is wrong"
         )
 
@@ -216,4 +218,4 @@ def detect(
         return Detection(named, DetectedBy.FILE_NAME)
     if recorded is not None and recorded in _BY_NAME:
         return Detection(_BY_NAME[recorded], DetectedBy.METADATA)
-    return Detection(by_input_size(size, transformer), DetectedBy.INPUT_SIZE)
+    return Detection(by_input_size(size, transformer), DetectedBy.INPUT_SIZE, size)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from quantkit.errors import QuantkitError
 from quantkit.model.family import Activation
 from quantkit.model.spec import ModelSpec
 
@@ -36,6 +37,11 @@ def postprocess(output: np.ndarray, size: tuple[int, int], activation: Activatio
     A constant or non-finite prediction would give NaN in rembg; here it yields an
     all-black mask instead of garbage.
     """
+    output = np.asarray(output)
+    if output.ndim != 4 or output.shape[0] != 1 or 0 in output.shape:  # undeclared shapes get here
+        raise QuantkitError(
+            f"the model's mask output has shape {list(output.shape)}; rembg reads a mask [1, 1, H, W] there"
+        )
     pred = np.asarray(output, dtype=np.float32)[:, 0, :, :]
     if activation is Activation.SIGMOID:
         with np.errstate(over="ignore"):

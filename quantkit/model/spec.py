@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,55 @@ def load_model(path: Path) -> onnx.ModelProto:
         raise QuantkitError(f"model {path} is not a readable ONNX file ({type(exc).__name__})") from exc
     if not model.graph.node or not model.opset_import:
         raise QuantkitError(f"model {path} is not a readable ONNX file (empty graph)")
+    _check_runtime_reads(model, path)
     return model
+
+
+# How onnxruntime words the limit a model is over, most telling first.
+_RUNTIME_LIMITS = (
+    r"max supported IR version: \d+",
+    r"support for domain ai\.onnx is till opset \d+",
+    r"[Uu]nsupported model IR version: \d+",
+    r"[Oo]pset \d+ is under development",
+)
+
+
+def _check_runtime_reads(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse now, in one line, a model stamped with an IR version or opset onnxruntime cannot load.
+
+    Asked of onnxruntime itself, on a one-node model stamped like ``model`` (milliseconds,
+    whatever the model's size), so the answer is the installed runtime's; otherwise the
+    first to find out is a pass deep in quantization, after onnxruntime logged its own
+    lines and a traceback.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - a dependency; the session will say it
+        return
+    opsets = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not opsets:
+        return
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "quantkit_probe",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    probe = onnx.helper.make_model(graph, opset_imports=opsets)
+    probe.ir_version = model.ir_version
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # fatal only: the one line below says it all
+    try:
+        ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        known = (re.search(pattern, text) for pattern in _RUNTIME_LIMITS)
+        reason = next((m.group(0) for m in known if m), text[-160:])
+        opset = max(o.version for o in opsets)
+        raise QuantkitError(
+            f"model {path} has IR version {model.ir_version} and opset {opset}, which onnxruntime "
+            f"{ort.__version__} cannot load ({reason}); export it for an older onnx, or upgrade onnxruntime"
+        ) from exc
 
 
 def _dim(d: onnx.TensorShapeProto.Dimension) -> int | None:
@@ -149,7 +198,8 @@ def spec_from_model(model: onnx.ModelProto, path: Path, family: str | None = Non
     detection = detect(path, height if height == width else None, bool(ops & ATTENTION_OPS), family, recorded)
     fam = detection.family
     if fam.unsupported:
-        raise QuantkitError(f"model {path}: family {fam.name} is not supported ({fam.unsupported})")
+        assumed = f"; {detection.note}" if detection.note else ""
+        raise QuantkitError(f"model {path}: family {fam.name} is not supported ({fam.unsupported}){assumed}")
     _check_mask_output(model, path, fam)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return ModelSpec(
@@ -171,6 +221,8 @@ def _check_mask_output(model: onnx.ModelProto, path: Path, family: Family) -> No
             f"model {path} has {len(outputs)} outputs; rembg reads output {family.mask_output}"
         )
     out = outputs[family.mask_output]
+    if not out.type.tensor_type.HasField("shape"):  # not declared: infer it rather than fail mid-run
+        out = _inferred_output(model, family.mask_output) or out
     dims = out.type.tensor_type.shape.dim
     if out.type.HasField("tensor_type") and dims and len(dims) != 4:
         shape = ", ".join(str(_dim(d) or "?") for d in dims)
@@ -178,3 +230,13 @@ def _check_mask_output(model: onnx.ModelProto, path: Path, family: Family) -> No
             f"model {path}: output {family.mask_output} '{out.name}' has shape [{shape}]; "
             "rembg reads a mask [1, 1, H, W] there"
         )
+
+
+def _inferred_output(model: onnx.ModelProto, index: int) -> onnx.ValueInfoProto | None:
+    """Output ``index`` with the shape ONNX shape inference gives it, if it can."""
+    try:
+        inferred: onnx.ModelProto = onnx.shape_inference.infer_shapes(model)
+        output: onnx.ValueInfoProto = inferred.graph.output[index]
+        return output
+    except Exception:  # inference is best effort; the runtime check in postprocess still holds
+        return None

@@ -15,6 +15,8 @@ from quantkit.passes.absorb import AbsorbOffsets
 from quantkit.passes.base import FloatRewrite, PostPass
 from quantkit.passes.compact import Compact
 from quantkit.passes.equalize import Equalize
+from quantkit.passes.side_layout import SideLayout
+from quantkit.passes.taps import SplitTaps
 from quantkit.passes.widen import Widen
 
 
@@ -30,9 +32,9 @@ class Recipe:
 NAIVE = Recipe("naive", "plain onnxruntime quantize_static")
 DEFAULT = Recipe(
     "default",
-    "offset absorption, equalisation, widening; held-out check and search",
-    rewrites=(AbsorbOffsets(), Equalize(), Widen()),
-    post=(Compact(),),
+    "offset absorption, equalisation, widening, tap split, NCHW side resizes; held-out check and search",
+    rewrites=(AbsorbOffsets(), Equalize(), Widen(), SplitTaps()),  # SplitTaps reads Widen's result
+    post=(SideLayout(), Compact()),  # Compact last: it renames what the passes before it add
     check=True,
 )
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (DEFAULT, NAIVE)}

@@ -16,7 +16,7 @@ bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from onnx import helper, numpy_helper
 from quantkit.graph.index import GraphIndex, attribute, copy_model
 from quantkit.graph.shapes import spatial_sizes
 from quantkit.passes.base import Rewritten
-from quantkit.statistics.types import ActivationStats, StatsRequest
+from quantkit.statistics.types import ActivationStats, ChannelStats, Level, StatsRequest
 
 FAST_OUT_CHANNELS = 16
 FAST_IN_CHANNELS = 4
@@ -50,9 +50,25 @@ class WideningReport:
         return {"outputs": list(self.widened_outputs), "inputs": list(self.widened_inputs)}
 
 
+@dataclass(frozen=True)
+class NewTensors:
+    """Tensors widening adds, each defined by an existing one (channels repeated, or a zero channel)."""
+
+    repeated: dict[str, tuple[str, list[int]]]  # wide conv output -> (original output, channel of each)
+    padded: dict[str, str]  # zero-padded image -> the graph input it pads
+
+
 def widen(model: onnx.ModelProto, min_pixels: int = 80 * 80) -> tuple[onnx.ModelProto, WideningReport]:
+    copy, report, _ = widen_with_tensors(model, min_pixels)
+    return copy, report
+
+
+def widen_with_tensors(
+    model: onnx.ModelProto, min_pixels: int = 80 * 80
+) -> tuple[onnx.ModelProto, WideningReport, NewTensors]:
     """Widen the narrow convolutions whose output has at least ``min_pixels`` pixels."""
     copy = copy_model(model)
+    new = NewTensors({}, {})
     index = GraphIndex.build(copy)
     pixels = spatial_sizes(copy)
     graph = copy.graph
@@ -72,6 +88,7 @@ def widen(model: onnx.ModelProto, min_pixels: int = 80 * 80) -> tuple[onnx.Model
         if node.input[0] == graph_input and weight.shape[1] < FAST_IN_CHANNELS:
             extra = FAST_IN_CHANNELS - weight.shape[1]
             padded_name = f"{graph_input}_quantkit_padded"
+            new.padded[padded_name] = graph_input
             if not any(n.output and n.output[0] == padded_name for n in new_nodes):
                 pads = numpy_helper.from_array(
                     np.array([0, 0, 0, 0, 0, extra, 0, 0], dtype=np.int64), f"{padded_name}_pads"
@@ -96,6 +113,7 @@ def widen(model: onnx.ModelProto, min_pixels: int = 80 * 80) -> tuple[onnx.Model
                 index.set_array(node.input[2], index.array(node.input[2])[repeat])
             original = node.output[0]
             wide = f"{original}_quantkit_wide"
+            new.repeated[wide] = (original, repeat)
             node.output[0] = wide
             names = [f"{original}_quantkit_{part}" for part in ("starts", "ends", "axes")]
             for name, value in zip(names, ([0], [channels], [1]), strict=True):
@@ -108,13 +126,60 @@ def widen(model: onnx.ModelProto, min_pixels: int = 80 * 80) -> tuple[onnx.Model
     graph.node.extend(new_nodes)
     # Shape annotations stay valid: every original tensor keeps its shape (the wide
     # outputs are new names, sliced back to the old ones).
-    return copy, WideningReport(tuple(outputs), tuple(inputs))
+    return copy, WideningReport(tuple(outputs), tuple(inputs)), new
+
+
+def carry_stats(stats: ActivationStats, new: NewTensors) -> ActivationStats:
+    """``stats`` plus the tensors widening added, exactly: a repeated channel has its
+    original's statistics; the padding channel is all zeros."""
+    carried = ActivationStats(dict(stats.tensors), stats.images)
+    for wide, (original, channels) in new.repeated.items():
+        entry = stats.tensors.get(original)
+        if entry is not None:
+            carried.tensors[wide] = _take(entry, channels)
+    for padded, source in new.padded.items():
+        entry = stats.tensors.get(source)
+        if entry is not None:
+            carried.tensors[padded] = _with_zero_channel(entry)
+    return carried
+
+
+def _take(entry: ChannelStats, channels: list[int]) -> ChannelStats:
+    if entry.level < Level.CHANNEL:
+        return entry  # a whole-tensor range: repeating channels does not change it
+    pick = np.asarray(channels)
+    moments = entry.total is not None and entry.total_sq is not None
+    return replace(
+        entry,
+        minimum=entry.minimum[pick],
+        maximum=entry.maximum[pick],
+        total=entry.total[pick] if moments and entry.total is not None else None,
+        total_sq=entry.total_sq[pick] if moments and entry.total_sq is not None else None,
+    )
+
+
+def _with_zero_channel(entry: ChannelStats) -> ChannelStats:
+    if entry.level < Level.CHANNEL:
+        lo, hi = entry.tensor_range
+        zero = np.zeros(1)
+        return replace(entry, minimum=np.minimum(zero, lo), maximum=np.maximum(zero, hi))
+
+    def append(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else np.append(values, 0.0)
+
+    return replace(
+        entry,
+        minimum=np.append(entry.minimum, 0.0),
+        maximum=np.append(entry.maximum, 0.0),
+        total=append(entry.total),
+        total_sq=append(entry.total_sq),
+    )
 
 
 @dataclass(frozen=True)
 class Widen:
-    """The pass: no statistics needed; every original tensor keeps its values, so the
-    statistics pass through unchanged (the new wide tensors are simply not in them)."""
+    """The pass: no statistics needed; every original tensor keeps its values, and the
+    statistics of the tensors it adds follow exactly from their sources."""
 
     min_pixels: int = 80 * 80
     name: str = "widen"
@@ -123,5 +188,5 @@ class Widen:
         return StatsRequest()
 
     def apply(self, model: onnx.ModelProto, stats: ActivationStats) -> Rewritten:
-        rewritten, report = widen(model, self.min_pixels)
-        return Rewritten(rewritten, report, stats)
+        rewritten, report, new = widen_with_tensors(model, self.min_pixels)
+        return Rewritten(rewritten, report, carry_stats(stats, new))

@@ -11,12 +11,20 @@ that cannot be used (``QUANTKIT_CACHE_DIR`` pointing at a file, a read-only
 folder, ``HOME`` that is not a folder) is reported once as a warning and the run
 continues without a cache; an entry that cannot be read or has the wrong shape
 is a miss and is overwritten.
+
+Each entry starts with a header naming its key and the digest of its payload, and
+is used only if both match: a file that is valid JSON or ``.npz`` but was not
+stored by quantkit under that key (copied, truncated, edited, left by an older
+format) is a miss, never data the passes trust. Only regular files are read, so
+an entry that is a FIFO or a device cannot hang or flood the run.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -28,6 +36,8 @@ T = TypeVar("T")
 
 # Bumped whenever preprocessing or the way statistics are computed changes, so stale entries die.
 CACHE_VERSION = "2"
+_MAGIC = b"quantkit-cache 1\n"
+_MAX_ENTRY = 1 << 30  # a statistics entry of u2net is a few MB; anything this large is not one
 
 
 def default_cache_dir() -> Path:
@@ -80,15 +90,20 @@ class Cache:
         """The cache at ``root`` (default folder if None), or a disabled one if it cannot be used."""
         if not enabled:
             return cls(None)
+        folder: Path | str = root or "(default)"
         try:
             folder = root or default_cache_dir()
+            if folder.exists() and not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a folder")
             folder.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
-            os.close(fd)
-            os.unlink(probe)
+            try:
+                os.close(fd)
+            finally:
+                os.unlink(probe)
         except (OSError, RuntimeError) as exc:  # RuntimeError: Path.home() without a home
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            warn(f"cache folder {root or '(default)'} is not usable ({reason}); continuing without a cache")
+            warn(f"cache folder {folder} is not usable ({reason}); continuing without a cache")
             return cls(None)
         return cls(folder)
 
@@ -97,7 +112,8 @@ class Cache:
         if self.root is None:
             return None
         try:
-            return decode((self.root / key).read_bytes())
+            payload = _unwrap(key, _read_regular(self.root / key))
+            return None if payload is None else decode(payload)
         except Exception:  # a damaged or foreign entry is a miss, never a crash
             return None
 
@@ -109,7 +125,7 @@ class Cache:
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.root)
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                handle.write(_wrap(key, data))
             os.replace(tmp, self.root / key)
             tmp = None
         except OSError:
@@ -117,3 +133,27 @@ class Cache:
         finally:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
+
+
+def _wrap(key: str, data: bytes) -> bytes:
+    return _MAGIC + f"{key} {hashlib.sha256(data).hexdigest()}\n".encode() + data
+
+
+def _unwrap(key: str, entry: bytes) -> bytes | None:
+    """The payload :func:`_wrap` stored under ``key``, or None if this is not exactly that."""
+    if not entry.startswith(_MAGIC):
+        return None
+    header, sep, payload = entry[len(_MAGIC) :].partition(b"\n")
+    if not sep or header != f"{key} {hashlib.sha256(payload).hexdigest()}".encode():
+        return None
+    return payload
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file of sane size; raises otherwise (never blocks)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ENTRY:
+            raise OSError(f"{path} is not a cache entry")
+        return handle.read()

@@ -71,6 +71,24 @@ def _data_inputs(node: onnx.NodeProto) -> list[str]:
     return [n for n in chosen if n]
 
 
+def _from_dequantize(index: GraphIndex, tensor: str) -> bool:
+    """``tensor`` comes out of a DequantizeLinear, possibly through reshapes and the like."""
+    producer = index.producer.get(tensor)
+    while producer is not None and producer.op_type in DATA_MOVEMENT:
+        producer = index.producer.get(producer.input[0])
+    return producer is not None and producer.op_type == "DequantizeLinear"
+
+
+def _into_quantize(index: GraphIndex, tensor: str) -> bool:
+    """Every path from ``tensor`` ends in a QuantizeLinear, possibly through reshapes and the like."""
+    if tensor in index.graph_outputs or not index.consumers.get(tensor):
+        return False
+    return all(
+        c.op_type == "QuantizeLinear" or (c.op_type in DATA_MOVEMENT and _into_quantize(index, c.output[0]))
+        for c in index.consumers[tensor]
+    )
+
+
 def census(model: onnx.ModelProto) -> NodeCensus:
     index = GraphIndex.build(model)
     quantized: list[tuple[str, str]] = []
@@ -90,16 +108,9 @@ def census(model: onnx.ModelProto) -> NodeCensus:
             int_tensors.update(node.output)
             quantized.append((name, node.op_type))
             continue
-        inputs_q = all(
-            (p := index.producer.get(t)) is not None and p.op_type == "DequantizeLinear" for t in data
-        )
-        outputs_q = all(
-            o not in index.graph_outputs
-            and bool(index.consumers.get(o))
-            and all(c.op_type == "QuantizeLinear" for c in index.consumers[o])
-            for o in node.output
-        )
-        if inputs_q and outputs_q:
+        inputs_q = all(_from_dequantize(index, t) for t in data)
+        outputs_q = all(_into_quantize(index, o) for o in node.output)
+        if inputs_q and outputs_q and node.op_type not in DATA_MOVEMENT:
             quantized.append((name, node.op_type))
         else:
             (moves if node.op_type in DATA_MOVEMENT else floats).append((name, node.op_type))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnx
 
 from quantkit import __version__
@@ -25,7 +27,7 @@ from quantkit.files.guard import OutputGuard
 from quantkit.files.ownership import FAMILY_KEY, MODEL_KEY, OutputKind
 from quantkit.files.scratch import scratch_dir
 from quantkit.graph.opset import ai_onnx_opset
-from quantkit.graph.prepare import prepare, restore_interface, with_static_input
+from quantkit.graph.prepare import other_size_input, prepare, restore_interface, with_static_input
 from quantkit.model.images import list_images
 from quantkit.model.spec import ModelSpec, load_model, quantized_ops, spec_from_model
 from quantkit.passes.base import PassReport
@@ -46,7 +48,8 @@ from quantkit.ptq.ranges import (
 )
 from quantkit.ptq.report import CalibrationReport, QuantizeReport
 from quantkit.ptq.samples import PhotoFeeds
-from quantkit.statistics.collect import CALIBRATION_SESSION, collect
+from quantkit.runtime.ort import ort_session
+from quantkit.statistics.collect import CALIBRATION_SESSION, STATS_SESSION, collect
 from quantkit.statistics.types import ActivationStats, Level, StatsRequest, decode_stats, encode_stats
 from quantkit.system import peak_rss_bytes
 
@@ -155,13 +158,15 @@ def run_quantize(job: QuantizeJob, progress: Progress | None = None) -> Quantize
     with scratch_dir() as work:
         run.work = work
         prepared = run.prepare()
-        float_model, rewrites = run.rewrite(prepared)
-        ranges = run.calibrate(float_model)
+        float_model, rewrites, carried = run.rewrite(prepared)
+        ranges = run.calibrate(float_model, carried)
+        for _, reason in run.feeds.skips.skipped:  # once, whichever passes ran (the last saw every photo)
+            progress.warn(f"skipped calibration image {reason}")
         quantized = run.quantize(ranges, ())
         check, quantized = run.check(float_model, ranges, quantized)
         final, post = run.post_passes(onnx.load(str(quantized)))
         if job.spec.dynamic_size:  # prepared at a fixed size: give the model its dynamic shapes back
-            final = restore_interface(final, _as_model(job.interface))
+            final = run.restore_dynamic(final)
         final = run.provenance(final, check)
         with atomic_file(job.output, suffix=".onnx") as tmp:
             onnx.save(final, str(tmp))
@@ -224,13 +229,14 @@ class _Run:
         stats = collect(model, request, self.feeds, self.work, tick=self.progress.advance)
         self.photo_passes += 1
         self.job.cache.save(key, encode_stats(stats))
-        for _, reason in self.feeds.skips.skipped:
-            self.progress.warn(f"skipped calibration image {reason}")
         return stats
 
-    def rewrite(self, model: onnx.ModelProto) -> tuple[Path, list[tuple[str, PassReport]]]:
+    def rewrite(
+        self, model: onnx.ModelProto
+    ) -> tuple[Path, list[tuple[str, PassReport]], ActivationStats | None]:
         """Apply the recipe's float rewrites; statistics are measured only when no rewrite
-        before could carry them, and then for every later rewrite at once."""
+        before could carry them, and then for every later rewrite - and for calibration,
+        whose ranges then need no pass of their own if every later rewrite carries them."""
         rewrites = self.job.options.recipe.rewrites
         stats: ActivationStats | None = None
         reports: list[tuple[str, PassReport]] = []
@@ -239,39 +245,51 @@ class _Run:
             if request and (stats is None or not request.covered_by(stats)):
                 for later in rewrites[k + 1 :]:
                     request = request | later.request(model)
+                if self.job.options.method is CalibMethod.MINMAX:
+                    request = request | StatsRequest.of(calibration_tensors(model), Level.TENSOR)
                 stats = self.measure(model, request, f"measuring activations ({rewrite.name})")
             result = rewrite.apply(model, stats or ActivationStats())
             model, stats = result.model, result.stats
             reports.append((rewrite.name, result.report))
         path = self.work / "float.onnx"
         onnx.save(model, str(path))
-        return path, reports
+        return path, reports, stats
 
-    def calibrate(self, float_model: Path) -> Path:
-        """Activation ranges of the final float model, stored as onnxruntime's calibration cache."""
+    def calibrate(self, float_model: Path, carried: ActivationStats | None) -> Path:
+        """Activation ranges of the final float model, stored as onnxruntime's calibration cache.
+
+        MinMax ranges come from the statistics the rewrites carried when those cover every
+        tensor (the carrying rewrites are exact: rescaled or repeated channels), and from a
+        pass of their own otherwise (histogram methods always need their own).
+        """
         method = self.job.options.method
-        key = cache_key("ranges", file_digest(float_model), photos_digest(self.job.calib), method.value)
-        ranges = self.job.cache.load(key, decode_ranges)
-        if ranges is None:
-            model = onnx.load(str(float_model))
-            tensors = calibration_tensors(model)
-            self.progress.start(f"calibrating ({method.value})", len(self.feeds))
-            if method is CalibMethod.MINMAX:
-                request = StatsRequest.of(tensors, Level.TENSOR)
-                tick = self.progress.advance
-                stats = collect(
-                    model, request, self.feeds, self.work, tick=tick, settings=CALIBRATION_SESSION
-                )
-                ranges = minmax_ranges(stats, tensors)
-            else:
-                ranges = histogram_ranges(
-                    model, tensors, self.feeds, method, self.work, tick=self.progress.advance
-                )
-            self.photo_passes += 1
-            self.job.cache.save(key, encode_ranges(ranges))
+        model = onnx.load(str(float_model))
+        tensors = calibration_tensors(model)
+        if method is CalibMethod.MINMAX and carried is not None and all(t in carried for t in tensors):
+            ranges = minmax_ranges(carried, tensors)
+        else:
+            ranges = self._measured_ranges(float_model, model, tensors)
         path = self.work / "ranges.json"
         save_ranges(ranges, path)
         return path
+
+    def _measured_ranges(self, path: Path, model: onnx.ModelProto, tensors: list[str]) -> Any:
+        method = self.job.options.method
+        key = cache_key("ranges", file_digest(path), photos_digest(self.job.calib), method.value)
+        ranges = self.job.cache.load(key, decode_ranges)
+        if ranges is not None:
+            return ranges
+        self.progress.start(f"calibrating ({method.value})", len(self.feeds))
+        tick = self.progress.advance
+        if method is CalibMethod.MINMAX:
+            request = StatsRequest.of(tensors, Level.TENSOR)
+            stats = collect(model, request, self.feeds, self.work, tick=tick, settings=CALIBRATION_SESSION)
+            ranges = minmax_ranges(stats, tensors)
+        else:
+            ranges = histogram_ranges(model, tensors, self.feeds, method, self.work, tick=tick)
+        self.photo_passes += 1
+        self.job.cache.save(key, encode_ranges(ranges))
+        return ranges
 
     def quantize(self, ranges: Path, float_nodes: tuple[str, ...]) -> Path:
         self.progress.start("quantizing")
@@ -316,6 +334,23 @@ class _Run:
             model, report = post.apply(model)
             reports.append((post.name, report))
         return model, reports
+
+    def restore_dynamic(self, final: onnx.ModelProto) -> onnx.ModelProto:
+        """``final`` with open sizes again if it then runs at another size, else unchanged (warned)."""
+        restored = restore_interface(final, _as_model(self.job.interface))
+        name, shape = other_size_input(final)
+        try:
+            session = ort_session(restored.SerializeToString(), STATS_SESSION)
+            session.run(None, {name: np.zeros(shape, np.float32)})
+        except Exception:  # onnxruntime raises its own Fail/InvalidArgument types
+            dims = final.graph.input[0].type.tensor_type.shape.dim
+            fixed = "x".join(str(d.dim_value) for d in dims)
+            self.progress.warn(
+                f"the quantized model keeps the fixed input {fixed} it was calibrated at: its graph computes "
+                "sizes from the input and they were folded to constants (rembg feeds this size)"
+            )
+            return final
+        return restored
 
     def provenance(self, model: onnx.ModelProto, check: CheckReport | None) -> onnx.ModelProto:
         """Say in the file who made it, how, from what: quantkit's version, recipe, family,

@@ -7,11 +7,18 @@ side outputs of a U²-Net out of the runtime costs time and memory for nothing.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, Protocol
 
 import numpy as np
+
+from quantkit.errors import QuantkitError
+
+
+def max_threads() -> int:
+    return 4 * (os.cpu_count() or 1)
 
 
 class RuntimeName(str, Enum):
@@ -40,6 +47,18 @@ class RuntimeSettings:
     mem_pattern: bool = True  # onnxruntime only
     opt_level: OptLevel = OptLevel.ALL  # onnxruntime only
     provider: str = "CPUExecutionProvider"  # onnxruntime only
+
+    def __post_init__(self) -> None:
+        # onnxruntime creates every thread it is asked for: --threads 100000 took 16 GB and
+        # a load average of 700 before anything ran, and SIGTERM could not stop it.
+        limit = max_threads()
+        for name in ("threads", "inter_threads"):
+            value = getattr(self, name)
+            if not 0 <= value <= limit:
+                raise QuantkitError(
+                    f"--{name.replace('_', '-')} {value}: use 0 (the runtime's default) up to {limit} "
+                    f"(4x the {os.cpu_count() or 1} CPUs here)"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

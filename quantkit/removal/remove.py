@@ -11,18 +11,17 @@ output folder it created.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantkit.cutout.compose import RGBA, compose, png_info
-from quantkit.cutout.session import SERVING, Session
 from quantkit.errors import QuantkitError
-from quantkit.files.atomic import atomic_file, os_error
+from quantkit.files.atomic import atomic_file, make_folders, os_error, remove_if_empty
 from quantkit.files.guard import OutputGuard
 from quantkit.files.ownership import OutputKind
 from quantkit.model.images import SkipLog, expand_inputs, iter_images
 from quantkit.progress import NullProgress, Progress
+from quantkit.removal.compose import RGBA, compose, png_info
+from quantkit.removal.session import SERVING, Session
 from quantkit.runtime.base import RuntimeSettings
 
 
@@ -94,10 +93,9 @@ def run_remove(job: RemoveJob, progress: Progress | None = None) -> RemoveReport
     progress = progress or NullProgress()
     options = job.options
     session = Session(job.model, family=options.family, settings=options.settings)
-    try:
-        job.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise QuantkitError(f"cannot create output folder {job.output_dir}: {exc.strerror}") from exc
+    if session.spec.detection.note:  # as compare, bench and quantize say it: never guess silently
+        progress.warn(f"{job.model.name}: {session.spec.detection.note}")
+    created = make_folders(job.output_dir)  # all of -o a/b/c that was missing, taken back below
     report = RemoveReport()
     skips = SkipLog()
     try:
@@ -115,9 +113,8 @@ def run_remove(job: RemoveJob, progress: Progress | None = None) -> RemoveReport
             report.written.append(target)
             progress.advance()
     finally:
-        if job.create_dir and not report.written:
-            with contextlib.suppress(OSError):
-                job.output_dir.rmdir()
+        if not report.written:
+            remove_if_empty(created)
     for path, reason in [*job.skips.skipped, *skips.skipped]:
         report.skipped.append((path.name, reason))
         progress.warn(f"skipped {reason}")

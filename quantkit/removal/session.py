@@ -15,9 +15,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from quantkit.cutout.compose import RGBA, compose
 from quantkit.model.masks import predict_mask
 from quantkit.model.spec import ModelSpec, read_spec
+from quantkit.removal.compose import RGBA, compose
 from quantkit.runtime import open_runner
 from quantkit.runtime.base import Runner, RuntimeSettings
 

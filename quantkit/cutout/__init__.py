@@ -1,1 +1,0 @@
-"""Background removal with a (quantized) model: one photo from Python, or folders from the CLI."""
