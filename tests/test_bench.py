@@ -113,3 +113,10 @@ def test_child_rss_is_not_inherited_from_a_big_parent(tiny_model_path: Path) -> 
     report = quantkit.bench(tiny_model_path, options=BenchOptions(runs=2, warmup=0, rounds=1))
     assert report.results[0].peak_rss_bytes < 300 * 2**20
     del ballast
+
+
+def test_runtime_settings_take_plain_strings_from_python_and_refuse_unknown_ones() -> None:
+    settings = RuntimeSettings(runtime="openvino", opt_level="basic")  # type: ignore[arg-type]
+    assert settings.runtime is RuntimeName.OPENVINO and settings.to_dict()["opt_level"] == "basic"
+    with pytest.raises(QuantkitError, match="'tvm' is not a valid"):
+        RuntimeSettings(runtime="tvm")  # type: ignore[arg-type]

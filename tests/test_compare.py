@@ -6,6 +6,7 @@ The HTML page itself is checked in a real browser by test_html_report.py; here, 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from quantkit.files.ownership import REPORT_MARKER
 from .cli_helpers import assert_one_line_error, signed_json
 from .cli_helpers import quantkit as run_cli
 from .conftest import CALIB, ROOT, U2NETP, build_tiny_model
+from .rembg_harness import install_model, offline_rembg_home
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +247,78 @@ def test_ground_truth_scores_on_ecssd(ecssd: Path, u2netp_int8: Path) -> None:
     assert report.candidates[0].agreement.iou.mean > 0.95
     assert report.floor is not None  # about as far from FP32 as a JPEG-95 re-save is:
     assert report.candidates[0].agreement.iou.mean >= report.floor.iou.mean - 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.ecssd
+def test_noise_floor_agrees_with_an_independent_computation_through_rembg(
+    ecssd: Path, tmp_path: Path
+) -> None:
+    """The floor compare reports, recomputed with rembg's own ``remove`` and a JPEG-95 re-save done here."""
+    rembg = pytest.importorskip("rembg")
+    count = 40
+    report = quantkit.compare(U2NETP, U2NETP, images=ecssd / "images", limit=count)
+    assert report.floor is not None and len(report.floor) == count
+    ious = []
+    with offline_rembg_home(tmp_path) as home:
+        install_model("u2netp", onnx.load(str(U2NETP)), home)
+        session = rembg.new_session("u2netp")
+        for path in sorted((ecssd / "images").glob("*.jpg"))[:count]:
+            with Image.open(path) as image:
+                original = image.convert("RGB")
+            buffer = io.BytesIO()
+            original.save(buffer, format="JPEG", quality=95)
+            resaved = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+            a, b = (
+                np.asarray(rembg.remove(im, session=session, only_mask=True)) >= 128
+                for im in (original, resaved)
+            )
+            union = np.count_nonzero(a | b)
+            ious.append(np.count_nonzero(a & b) / union if union else 1.0)
+    assert abs(report.floor.iou.mean - float(np.mean(ious))) <= 0.01
+    assert abs(report.floor.iou.p05 - float(np.percentile(ious, 5))) <= 0.01
+    assert float(np.mean(ious)) < 0.999  # the re-save does move masks: the yardstick is not trivially 1
+
+
+def _filter_model(kernel: np.ndarray, pool: int = 0) -> onnx.ModelProto:
+    """320-px model: optional box blur of ``pool`` pixels, then ``kernel`` on every channel, summed."""
+    size, k = 320, kernel.shape[0]
+    weight = np.repeat(kernel[None, None] / 3, 3, axis=1).astype(np.float32)
+    nodes, source = [], "x"
+    if pool:
+        nodes.append(
+            helper.make_node(
+                "AveragePool",
+                ["x"],
+                ["blur"],
+                kernel_shape=[pool, pool],
+                pads=[pool // 2] * 4,
+                count_include_pad=0,
+            )
+        )
+        source = "blur"
+    nodes.append(helper.make_node("Conv", [source, "w"], ["mask"], pads=[k // 2] * 4))
+    graph = helper.make_graph(
+        nodes,
+        "filter",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("mask", onnx.TensorProto.FLOAT, [1, 1, size, size])],
+        [onnx.numpy_helper.from_array(weight, "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_noise_floor_of_a_stable_and_of_an_unstable_model(tmp_path: Path) -> None:
+    """A blurred brightness map barely moves under a JPEG-95 re-save; a high-pass filter's mask does."""
+    stable = tmp_path / "stable.onnx"
+    onnx.save(_filter_model(np.ones((1, 1), np.float32), pool=15), stable)
+    unstable = tmp_path / "unstable.onnx"
+    onnx.save(_filter_model(np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)), unstable)
+    floors = {}
+    for path in (stable, unstable):
+        report = quantkit.compare(path, path, images=CALIB, limit=6, family="u2netp")
+        assert report.floor is not None and len(report.floor) == 6
+        assert report.candidates[0].agreement.iou.mean == 1.0  # a model agrees with itself
+        floors[path.stem] = report.floor.iou
+    assert floors["stable"].mean > 0.99 and floors["stable"].p05 > 0.97
+    assert floors["unstable"].mean < 0.9

@@ -563,9 +563,17 @@ def test_a_float_tiff_of_nans_prints_no_numpy_warning(model: Path, tmp_path: Pat
 # --- issue 9: interruptions, scratch space and temporary files ------------------------------------
 
 
-def test_sigterm_during_quantize_leaves_no_scratch_folder(
-    slow_model: Path, big_photos: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("sig", "code", "when"),
+    [
+        (signal.SIGTERM, 143, "quantkit-*"),  # as soon as the scratch folder exists
+        (signal.SIGINT, 130, "quantkit-*/float.onnx"),  # mid-way; typer once returned, not raised, its 130
+    ],
+)
+def test_an_interrupted_quantize_exits_with_the_signal_and_leaves_no_temporary_file(
+    slow_model: Path, big_photos: Path, tmp_path: Path, sig: signal.Signals, code: int, when: str
 ) -> None:
+    """--no-cache keeps the ranges in the scratch folder: no quantkit-* or tmp*.json left in $TMPDIR."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     out = tmp_path / "out"
@@ -574,26 +582,8 @@ def test_sigterm_during_quantize_leaves_no_scratch_folder(
         "quantize", slow_model, "--calib", big_photos, "-o", out / "q.onnx", "--no-cache",
         env={"TMPDIR": str(scratch)},
     )  # fmt: skip
-    result = signal_when(proc, lambda: any(scratch.glob("quantkit-*")), signal.SIGTERM)
-    assert result.code == 143, result.err
-    no_traceback(result)
-    assert list(scratch.iterdir()) == [] and list(out.iterdir()) == []
-
-
-def test_ctrl_c_during_quantize_exits_130_and_leaves_no_temporary_file(
-    slow_model: Path, big_photos: Path, tmp_path: Path
-) -> None:
-    """--no-cache keeps the ranges in the scratch folder: no tmp*.json may be left in $TMPDIR."""
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    out = tmp_path / "out"
-    out.mkdir()
-    proc = spawn(
-        "quantize", slow_model, "--calib", big_photos, "-o", out / "q.onnx", "--no-cache",
-        env={"TMPDIR": str(scratch)},
-    )  # fmt: skip
-    result = signal_when(proc, lambda: any(scratch.glob("quantkit-*/float.onnx")), signal.SIGINT)
-    assert result.code == 130, (result.code, result.err)  # was 0: typer returned, not raised, its 130
+    result = signal_when(proc, lambda: any(scratch.glob(when)), sig)
+    assert result.code == code, (result.code, result.err)
     no_traceback(result)
     assert list(scratch.iterdir()) == [] and list(out.iterdir()) == []
 

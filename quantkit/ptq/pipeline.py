@@ -9,6 +9,7 @@ floor (and search if it misses), post-passes, write.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,7 @@ def run_quantize(job: QuantizeJob, progress: Progress | None = None) -> Quantize
         prepared = run.prepare()
         float_model, rewrites, carried = run.rewrite(prepared)
         ranges = run.calibrate(float_model, carried)
+        run.skips_of_the_last_pass()
         for _, reason in run.feeds.skips.skipped:  # once, whichever passes ran (the last saw every photo)
             progress.warn(f"skipped calibration image {reason}")
         quantized = run.quantize(ranges, ())
@@ -213,6 +215,19 @@ class _Run:
         path = prepare(with_static_input(original, spec.height, spec.width), self.work)
         del original
         return onnx.load(str(path))
+
+    def skips_of_the_last_pass(self) -> None:
+        """The photos a pass skipped: remembered with the cache, so a run whose statistics and
+        ranges all come from it (no photo decoded) still reports a broken photo."""
+        key = cache_key("skips", photos_digest(self.job.calib))
+        if self.photo_passes:
+            entries = [[path.name, reason] for path, reason in self.feeds.skips.skipped]
+            self.job.cache.save(key, json.dumps(entries).encode())
+            return
+        by_name = {path.name: path for path in self.job.calib}
+        for name, reason in self.job.cache.load(key, _decode_skips) or []:
+            if name in by_name:
+                self.feeds.skips.add(by_name[name], str(reason))
 
     def measure(self, model: onnx.ModelProto, request: StatsRequest, label: str) -> ActivationStats:
         """One pass over the calibration photos (or the cache) answering ``request``."""
@@ -388,3 +403,11 @@ def _check_excludes(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
             f"--exclude: no node named {', '.join(missing)} in the model "
             f"(Conv nodes are named like {hint}, ...)"
         )
+
+
+def _decode_skips(data: bytes) -> list[tuple[str, str]]:
+    entries = json.loads(data)
+    if not (isinstance(entries, list) and all(isinstance(e, list) and len(e) == 2 for e in entries)):
+        raise ValueError("not a list of (name, reason) pairs")
+    return [(str(name), str(reason)) for name, reason in entries]
+

@@ -49,6 +49,11 @@ class RuntimeSettings:
     provider: str = "CPUExecutionProvider"  # onnxruntime only
 
     def __post_init__(self) -> None:
+        try:  # plain strings from Python callers ("openvino", "all") become the enums
+            object.__setattr__(self, "runtime", RuntimeName(self.runtime))
+            object.__setattr__(self, "opt_level", OptLevel(self.opt_level))
+        except ValueError as exc:
+            raise QuantkitError(f"runtime settings: {exc}") from exc
         # onnxruntime creates every thread it is asked for: --threads 100000 took 16 GB and
         # a load average of 700 before anything ran, and SIGTERM could not stop it.
         limit = max_threads()
