@@ -54,10 +54,12 @@ def test_island_grows_only_through_private_inputs(prepared: onnx.ModelProto) -> 
 
 
 def test_layer_losses_point_at_the_layer_that_loses_the_signal(
-    prepared: onnx.ModelProto, tiny_model_path: Path, tiny_naive: Path, session_photos: Path
+    prepared: onnx.ModelProto, tiny_model_path: Path, tiny_naive: Path, session_photos: Path, tmp_path: Path
 ) -> None:
     feeds = PhotoFeeds(sorted(session_photos.iterdir()), read_spec(tiny_model_path))
-    losses = layer_losses(prepared, onnx.load(str(tiny_naive)), feeds)
+    onnx.save(prepared, str(tmp_path / "float.onnx"))
+    losses = layer_losses(tmp_path / "float.onnx", tiny_naive, feeds, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float.onnx"]  # the joined model is gone
     assert sorted(loss.node for loss in losses) == ["Conv_0", "Conv_1", "Conv_2", "Conv_3"]
     assert [loss.drop for loss in losses] == sorted((loss.drop for loss in losses), reverse=True)
     # Plain quantize_static: Conv_2 reads the 200-offset channel through 8 bits and its bias

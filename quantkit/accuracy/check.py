@@ -30,7 +30,7 @@ from quantkit.accuracy.heldout import HeldOut
 from quantkit.accuracy.noise import Within
 from quantkit.accuracy.search import SearchLimits, SearchResult, search_islands
 from quantkit.accuracy.sensitivity import LayerLoss, layer_losses
-from quantkit.graph.shapes import conv_macs
+from quantkit.graph.shapes import conv_macs, light_copy
 from quantkit.progress import Progress
 
 # The sampling error of a few photos widens the tolerance, but never past this: a model that
@@ -97,10 +97,11 @@ class CheckSettings:
 def check_and_search(
     held: HeldOut,
     quantized: Path,
-    float_model: onnx.ModelProto,
+    float_path: Path,
     requantize: Callable[[tuple[str, ...]], Path],
     settings: CheckSettings,
     progress: Progress,
+    work: Path,
 ) -> CheckReport:
     """Score ``quantized`` on ``held``; if it misses the target, search for float islands.
 
@@ -118,7 +119,8 @@ def check_and_search(
     final = baseline
     if baseline.iou.mean < target and settings.search:
         progress.start("ranking layers by signal lost")
-        losses = layer_losses(float_model, onnx.load(str(quantized)), held.feeds_in_order())
+        losses = layer_losses(float_path, quantized, held.feeds_in_order(), work)
+        float_model = light_copy(onnx.load(str(float_path)))  # the search reads structure and shapes only
         macs = conv_macs(float_model)
         total = max(sum(macs.values()), 1)
 

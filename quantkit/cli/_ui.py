@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ class RichProgress:
             disable=VERBOSITY.quiet,
         )
         self._task: Any = None
+        self._began = time.perf_counter()
 
     def __enter__(self) -> RichProgress:
         self._bar.start()
@@ -113,8 +115,9 @@ class RichProgress:
         if self._task is not None:
             self._bar.remove_task(self._task)
         self._task = self._bar.add_task(label, total=total)
-        if VERBOSITY.verbose:
-            self._bar.console.print(f"[dim]{escape(label)}[/]")
+        if VERBOSITY.verbose:  # with the time since the command began: where a long run spends it
+            elapsed = time.perf_counter() - self._began
+            self._bar.console.print(f"[dim]{elapsed:7.1f} s  {escape(label)}[/]")
 
     def advance(self, steps: int = 1) -> None:
         if self._task is not None:

@@ -334,10 +334,11 @@ class _Run:
         report = check_and_search(
             held,
             quantized,
-            onnx.load(str(float_model)),
+            float_model,
             lambda nodes: self.quantize(ranges, nodes),
             settings,
             self.progress,
+            self.work,
         )
         if report.search is not None and report.search.float_nodes:
             quantized = self.quantize(ranges, report.search.float_nodes)
@@ -410,4 +411,3 @@ def _decode_skips(data: bytes) -> list[tuple[str, str]]:
     if not (isinstance(entries, list) and all(isinstance(e, list) and len(e) == 2 for e in entries)):
         raise ValueError("not a list of (name, reason) pairs")
     return [(str(name), str(reason)) for name, reason in entries]
-
