@@ -28,7 +28,7 @@ from quantkit.files.ownership import (
     sign_json,
     written_by_quantkit,
 )
-from quantkit.files.scratch import scratch_dir, sigterm_raises
+from quantkit.files.scratch import held_signals, scratch_dir, sigterm_raises
 from quantkit.removal.compose import png_info
 
 from .conftest import build_tiny_model
@@ -222,3 +222,13 @@ def test_per_photo_outputs_in_a_folder(tmp_path: Path) -> None:
     assert (
         OutputGuard(force=False).folder(empty, OutputKind.REPORT, "--report") == empty
     )  # nothing to replace
+
+
+def test_a_signal_inside_held_signals_is_raised_when_the_block_ends() -> None:
+    done = []
+    with pytest.raises(Terminated), sigterm_raises():
+        with held_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("after the signal")  # the block is not cut in two
+        done.append("never: raised as the block ends")
+    assert done == ["after the signal"]

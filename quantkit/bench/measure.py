@@ -24,7 +24,7 @@ import numpy as np
 
 from quantkit.errors import QuantkitError
 from quantkit.files.guard import OutputGuard
-from quantkit.files.scratch import scratch_dir
+from quantkit.files.scratch import held_signals, scratch_dir
 from quantkit.model.images import SkipLog, iter_images, list_images
 from quantkit.model.preprocess import preprocess
 from quantkit.model.spec import ModelSpec, read_spec
@@ -118,15 +118,18 @@ def environment(runtimes: tuple[RuntimeName, ...]) -> dict[str, str]:
 
 
 class _Worker:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "quantkit.bench.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
+    def __init__(self, workers: list[_Worker]) -> None:
+        """Start the child and add it to ``workers``, uncut by Ctrl-C or SIGTERM."""
+        with held_signals():  # else a signal inside Popen leaves a child nobody can end
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "quantkit.bench.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+            )
+            workers.append(self)
 
     def ask(self, command: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -222,8 +225,7 @@ def _measure(job: BenchJob, inputs: dict[Path, Path], progress: Progress) -> Ben
         loads = []
         progress.start("loading models (one process each)", len(job.entries))
         for entry in job.entries:
-            worker = _Worker()
-            workers.append(worker)
+            worker = _Worker(workers)
             settings = replace(options.settings, runtime=entry.runtime)
             command = {
                 "model": str(entry.model.resolve()),

@@ -43,9 +43,31 @@ def scratch_dir(prefix: str = "quantkit-") -> Iterator[Path]:
 
 
 class _Signals:
-    """The first SIGINT or SIGTERM of the run, once one has arrived."""
+    """The first SIGINT or SIGTERM of the run, once one has arrived; one held back, if any."""
 
     received: int | None = None
+    holding: int = 0  # depth of held_signals() blocks
+    held: BaseException | None = None
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Raise the Ctrl-C or SIGTERM that arrives inside this block only when it ends.
+
+    For a few statements that must not be cut in two: starting a child process and
+    recording it, so that cleanup can end it. Blocking the signal in the main thread is
+    not enough - the kernel hands it to any thread (rich's refresh thread), and Python
+    runs the handler in the main thread at its next chance, inside ``Popen`` too: a
+    child nobody had a handle on outlived ``bench`` (tests/test_safety.py).
+    """
+    _Signals.holding += 1
+    try:
+        yield
+    finally:
+        _Signals.holding -= 1
+        if not _Signals.holding and _Signals.held is not None:
+            held, _Signals.held = _Signals.held, None
+            raise held
 
 
 def interrupted_by() -> int | None:
@@ -68,12 +90,10 @@ def sigterm_raises() -> Iterator[None]:
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _Signals.received = _Signals.received or signum
-        raise Terminated
+        _raise(signum, Terminated())
 
     def on_int(signum: int, frame: FrameType | None) -> None:
-        _Signals.received = _Signals.received or signum
-        raise KeyboardInterrupt
+        _raise(signum, KeyboardInterrupt())
 
     _Signals.received = None
     previous_term = signal.signal(signal.SIGTERM, on_term)
@@ -86,3 +106,11 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous_term)
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)
+
+
+def _raise(signum: int, exc: BaseException) -> None:
+    _Signals.received = _Signals.received or signum
+    if _Signals.holding:
+        _Signals.held = _Signals.held or exc
+        return
+    raise exc
