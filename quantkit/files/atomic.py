@@ -88,6 +88,19 @@ def remove_if_empty(created: list[Path]) -> None:
             return
 
 
+def probe_writable(folder: Path) -> None:
+    """Create and remove a file in ``folder``; OSError if that cannot be done.
+
+    A real probe: ``os.access`` says yes to root even where nothing can be created
+    (a read-only mount). The probe file is removed even if a SIGTERM lands in between.
+    """
+    fd, probe = tempfile.mkstemp(prefix=".quantkit-probe-", dir=folder)
+    try:
+        os.close(fd)
+    finally:
+        os.unlink(probe)
+
+
 def write_text(target: Path, text: str) -> None:
     with atomic_file(target) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from quantkit.errors import QuantkitError
+from quantkit.files.atomic import probe_writable
 from quantkit.files.ownership import OutputKind, written_by_quantkit
 
 
@@ -118,14 +118,10 @@ class OutputGuard:
             raise QuantkitError(f"{option}: folder {folder} does not exist")
         if not folder.is_dir():
             raise QuantkitError(f"{option}: {folder} is not a folder")
-        try:  # a real probe: os.access says yes to root even where nothing can be created
-            fd, probe = tempfile.mkstemp(prefix=".quantkit-probe-", dir=folder)
+        try:
+            probe_writable(folder)
         except OSError as exc:
             raise QuantkitError(f"{option}: folder {folder} is not writable ({exc.strerror})") from exc
-        try:
-            os.close(fd)
-        finally:  # even a SIGTERM right here leaves no probe behind
-            os.unlink(probe)
 
     def _common(self, target: Path, option: str) -> Path:
         key = self._identity(target, option)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from quantkit.files.atomic import probe_writable
+
 T = TypeVar("T")
 
 # Bumped whenever preprocessing or the way statistics are computed changes, so stale entries die.
@@ -96,11 +98,7 @@ class Cache:
             if folder.exists() and not folder.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, "not a folder")
             folder.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
-            try:
-                os.close(fd)
-            finally:
-                os.unlink(probe)
+            probe_writable(folder)
         except (OSError, RuntimeError) as exc:  # RuntimeError: Path.home() without a home
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             warn(f"cache folder {folder} is not usable ({reason}); continuing without a cache")

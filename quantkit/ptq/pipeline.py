@@ -206,6 +206,8 @@ class _Run:
         self.feeds = PhotoFeeds(job.calib, job.spec)
         self.photo_passes = 0
         self.quantizations = 0
+        # Hashes every calibration photo's bytes: once per run, not once per cache lookup.
+        self.photos_key = photos_digest(job.calib)
 
     def prepare(self) -> onnx.ModelProto:
         self.progress.start("preparing the model (opset, shape inference)")
@@ -219,7 +221,7 @@ class _Run:
     def skips_of_the_last_pass(self) -> None:
         """The photos a pass skipped: remembered with the cache, so a run whose statistics and
         ranges all come from it (no photo decoded) still reports a broken photo."""
-        key = cache_key("skips", photos_digest(self.job.calib))
+        key = cache_key("skips", self.photos_key)
         if self.photo_passes:
             entries = [[path.name, reason] for path, reason in self.feeds.skips.skipped]
             self.job.cache.save(key, json.dumps(entries).encode())
@@ -233,9 +235,7 @@ class _Run:
         """One pass over the calibration photos (or the cache) answering ``request``."""
         path = self.work / "measured.onnx"
         onnx.save(model, str(path))
-        key = cache_key(
-            "stats", file_digest(path), photos_digest(self.job.calib), repr(sorted(request.tensors.items()))
-        )
+        key = cache_key("stats", file_digest(path), self.photos_key, repr(sorted(request.tensors.items())))
         path.unlink()
         cached = self.job.cache.load(key, decode_stats)
         if cached is not None:
@@ -290,7 +290,7 @@ class _Run:
 
     def _measured_ranges(self, path: Path, model: onnx.ModelProto, tensors: list[str]) -> Any:
         method = self.job.options.method
-        key = cache_key("ranges", file_digest(path), photos_digest(self.job.calib), method.value)
+        key = cache_key("ranges", file_digest(path), self.photos_key, method.value)
         ranges = self.job.cache.load(key, decode_ranges)
         if ranges is not None:
             return ranges
@@ -355,8 +355,10 @@ class _Run:
         """``final`` with open sizes again if it then runs at another size, else unchanged (warned)."""
         restored = restore_interface(final, _as_model(self.job.interface))
         name, shape = other_size_input(final)
+        path = self.work / "restored.onnx"  # a file, not bytes: no second copy of a large model
+        onnx.save(restored, str(path))
         try:
-            session = ort_session(restored.SerializeToString(), STATS_SESSION)
+            session = ort_session(path, STATS_SESSION)
             session.run(None, {name: np.zeros(shape, np.float32)})
         except Exception:  # onnxruntime raises its own Fail/InvalidArgument types
             dims = final.graph.input[0].type.tensor_type.shape.dim
@@ -376,7 +378,7 @@ class _Run:
             MODEL_KEY: __version__,
             "quantkit.recipe": job.options.recipe.name,
             FAMILY_KEY: job.spec.family.name,
-            "quantkit.calibration": f"{len(self.feeds.used)} photos, sha256 {photos_digest(job.calib)[:16]}",
+            "quantkit.calibration": f"{len(self.feeds.used)} photos, sha256 {self.photos_key[:16]}",
         }
         if check is not None:
             values["quantkit.held_out_iou"] = f"{check.final.mean:.4f} (noise floor {check.floor.mean:.4f})"
