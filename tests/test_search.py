@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 from quantkit.accuracy.agreement import AgreementLog, agreement
+from quantkit.accuracy.check import MAX_TOLERANCE, floor_tolerance
 from quantkit.accuracy.search import FLOAT_COST_PER_MAC_SHARE, SearchLimits, StopReason, search_islands
 from quantkit.accuracy.sensitivity import LayerLoss, island, layer_losses
 from quantkit.graph.prepare import prepare
@@ -25,18 +26,46 @@ def prepared(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return onnx.load(str(prepare(onnx.load(str(tiny_model_path)), tmp_path_factory.mktemp("prepared"))))
 
 
-def log_with_iou(iou: float, images: int = 4) -> AgreementLog:
-    """An agreement log whose every image has exactly this IoU (masks of 100 pixels)."""
+def log_of(ious: list[float], pixels: int = 100) -> AgreementLog:
+    """An agreement log whose images have these IoUs (to 1/pixels; masks of ``pixels`` pixels)."""
     log = AgreementLog()
-    for k in range(images):
-        ref = np.zeros(100, np.float32)
-        ref[:50] = 1
-        other = np.zeros(100, np.float32)
-        shared = round(50 * 2 * iou / (1 + iou))  # |A∩B| / |A∪B| = iou with |A| = |B| = 50
+    half = pixels // 2
+    for k, iou in enumerate(ious):
+        ref = np.zeros(pixels, np.float32)
+        ref[:half] = 1
+        other = np.zeros(pixels, np.float32)
+        shared = round(half * 2 * iou / (1 + iou))  # |A∩B| / |A∪B| = iou with |A| = |B| = half
         other[:shared] = 1
-        other[50 : 50 + 50 - shared] = 1
+        other[half : 2 * half - shared] = 1
         log.add(f"img{k}", agreement(ref, other))
     return log
+
+
+def log_with_iou(iou: float, images: int = 4) -> AgreementLog:
+    """An agreement log whose every image has exactly this IoU (masks of 100 pixels)."""
+    return log_of([iou] * images)
+
+
+# Per-photo IoU vs FP32 on the 5 bundled held-out photos (chelsea, coins, crop_dahlia,
+# crop_raccoon_face, grace_hopper), measured with `quantkit compare ... --json`.
+U2NETP_FLOOR = [0.9577, 0.9911, 0.9996, 0.9104, 0.9992]  # u2netp vs itself after a JPEG-95 re-save
+U2NETP_DEFAULT = [0.9579, 0.9549, 0.9987, 0.8911, 0.9978]  # default INT8 (7-bit weights)
+U2NETP_8BIT = [0.8451, 0.6872, 0.9988, 0.4663, 0.9920]  # 8-bit weights on AVX2: ECSSD p05 0.80
+STANDIN_FLOOR = [0.9534, 0.9920, 0.9996, 0.8968, 0.9992]  # u2net stand-in vs itself, JPEG-95
+STANDIN_DEFAULT = [0.9737, 0.8790, 0.9990, 0.6160, 0.9985]  # its INT8: at the floor on ECSSD
+
+
+def test_the_floor_tolerance_tells_a_broken_model_from_the_noise_of_five_photos() -> None:
+    def passes(model: list[float], floor: list[float]) -> bool:
+        a, b = log_of(model, 20000), log_of(floor, 20000)
+        return a.iou.mean >= b.iou.mean - floor_tolerance(a, b, 0.005)
+
+    assert passes(U2NETP_DEFAULT, U2NETP_FLOOR)
+    assert passes(STANDIN_DEFAULT, STANDIN_FLOOR)  # 0.075 below, twice the standard error 0.111
+    assert not passes(U2NETP_8BIT, U2NETP_FLOOR)  # 0.174 below: beyond any tolerance
+    same = log_of([0.99] * 5, 20000)
+    assert floor_tolerance(same, same, 0.005) == 0.005  # no spread: the margin
+    assert floor_tolerance(log_of(U2NETP_8BIT, 20000), log_of(U2NETP_FLOOR, 20000), 0.005) == MAX_TOLERANCE
 
 
 def test_island_grows_only_through_private_inputs(prepared: onnx.ModelProto) -> None:
@@ -88,6 +117,7 @@ def test_greedy_search_picks_what_helps_and_respects_the_cost_bound(prepared: on
     assert result.stopped_because is StopReason.TARGET_MET
     assert [c.anchor for c in result.chosen] == ["Conv_2"]
     assert result.chosen[0].nodes == ("Conv_2",)  # the smaller island wins a tie on IoU
+    assert tried == [("Conv_2",)]  # it reached the target: the round ends there
     assert result.float_nodes == ("Conv_2",)
     assert result.chosen[0].estimated_cost == FLOAT_COST_PER_MAC_SHARE * share(("Conv_2",))
     assert result.final.iou.mean >= 0.98 > log_with_iou(0.90).iou.mean  # the scores of what was chosen

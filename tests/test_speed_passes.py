@@ -16,10 +16,12 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 import quantkit
 from quantkit.graph.opset import upgrade_opset
+from quantkit.passes.equalize import Equalize
 from quantkit.passes.side_layout import SideLayout
 from quantkit.passes.taps import SplitTaps
 from quantkit.passes.widen import Widen
-from quantkit.statistics.types import ActivationStats
+from quantkit.statistics.collect import collect
+from quantkit.statistics.types import ActivationStats, Level, StatsRequest
 
 from .conftest import CALIB, U2NETP, write_photos
 from .family_models import cloth_like, u2net_like
@@ -134,7 +136,8 @@ def widened_then_split(
     stats = ActivationStats()
     widened = Widen(min_pixels=1).apply(model, stats)
     split = SplitTaps(max_cost=max_cost).apply(widened.model, widened.stats or ActivationStats())
-    assert split.stats is widened.stats  # carried through, as widening carries them
+    assert split.stats is not None and widened.stats is not None
+    assert split.stats.tensors.items() >= widened.stats.tensors.items()  # carried through unchanged
     return widened.model, split.model, split.report, split.stats
 
 
@@ -175,6 +178,67 @@ def test_split_taps_keeps_the_float_function(
         (got,) = run(split, feed, optimize=False)
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def side_branch_model(channels: int = 64) -> onnx.ModelProto:
+    """A convolution and ReLU whose ``channels`` channels feed a one-filter side convolution and
+    a second convolution: equalisation rescales those channels, widening and the tap split act
+    on the side convolution."""
+    rng = np.random.default_rng(3)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    spread = rng.uniform(0.05, 3.0, (channels, 1, 1, 1)).astype(np.float32)  # uneven: worth equalising
+    for name, weight, x, out in (
+        ("Conv_a", rng.normal(0.0, 0.3, (channels, 8, 3, 3)).astype(np.float32) * spread, "x", "a"),
+        ("Conv_side", rng.normal(0.0, 0.2, (1, channels, 3, 3)).astype(np.float32), "h", "logit"),
+        ("Conv_b", rng.normal(0.0, 0.2, (4, channels, 3, 3)).astype(np.float32), "h", "b"),
+    ):
+        node, node_inits = _conv(name, x, weight, out, rng, pads=[1, 1, 1, 1])
+        nodes.append(node)
+        inits += node_inits
+        if name == "Conv_a":
+            nodes.append(helper.make_node("Relu", ["a"], ["h"], name="Relu_a"))
+    nodes += [
+        helper.make_node("Sigmoid", ["logit"], ["mask"], name="Sigmoid_0"),
+        helper.make_node("Relu", ["b"], ["side_b"], name="Relu_b"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "side_branch",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 12, 12])],
+        [
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 12, 12]),
+            helper.make_tensor_value_info("side_b", TensorProto.FLOAT, [1, 4, 12, 12]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def test_tap_maps_are_measured_in_the_pass_before_and_survive_equalisation(tmp_path: Path) -> None:
+    """The tap split adds tensors no pass has seen; their statistics come from probes measured
+    with equalisation's, and must equal a measurement on the final float model."""
+    model = side_branch_model()
+    rewrites = (Equalize(), Widen(min_pixels=1), SplitTaps())
+    request = rewrites[0].request(model) | rewrites[1].request(model) | rewrites[2].request(model)
+    assert list(request.probes) == ["quantkit_probe/Conv_side/taps"]
+    feeds = random_feeds(model, 4)
+    stats: ActivationStats | None = collect(model, request, feeds, tmp_path)
+    current = model
+    for rewrite in rewrites:
+        assert rewrite.carries and stats is not None
+        result = rewrite.apply(current, stats)
+        current, stats = result.model, result.stats
+    assert dict(result.report.to_dict())["convs"] == ["Conv_side"]  # the last rewrite did split
+    equalised = rewrites[0].apply(model, collect(model, request, feeds, tmp_path))
+    assert equalised.report.to_dict()["groups"] > 0  # and the taps' input was rescaled before
+    taps = "logit_quantkit_wide_quantkit_taps"
+    fresh = collect(current, StatsRequest.of([taps], Level.CHANNEL), feeds, tmp_path)
+    assert stats is not None and taps in stats
+    np.testing.assert_allclose(stats[taps].minimum, fresh[taps].minimum, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stats[taps].maximum, fresh[taps].maximum, rtol=1e-5, atol=1e-6)
+    assert len(set(np.round(fresh[taps].maximum, 5))) == 9  # nine taps, repeated to sixteen
 
 
 def test_split_taps_only_where_it_halves_the_work() -> None:
@@ -281,10 +345,13 @@ def test_default_recipe_reports_both_passes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_default_u2netp_splits_the_side_convolutions_and_flattens_the_side_resizes(tmp_path: Path) -> None:
     out = tmp_path / "u2netp.int8.onnx"
-    report = quantkit.quantize(U2NETP, output=out, options=quantkit.QuantizeOptions(calib_dir=CALIB))
+    options = quantkit.QuantizeOptions(calib_dir=CALIB, use_cache=False)
+    report = quantkit.quantize(U2NETP, output=out, options=options)
     passes = report.to_dict()["passes"]
     assert set(passes["split_taps"]["convs"]) == SIDE_CONVS
     assert passes["split_taps"]["macs_after"] < 0.4 * passes["split_taps"]["macs_before"]
+    # absorption's pass, then equalisation's, which also measures the tap maps and the ranges
+    assert report.calibration.passes == 2
     assert set(passes["side_layout"]["resizes"]) == SIDE_RESIZES
     rows = {r.label: r.summary() for _, r in report.passes}
     assert "Conv_945" in rows["split into taps"] and "Resize_1045" in rows["side resizes in NCHW"]

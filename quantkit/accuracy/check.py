@@ -7,8 +7,8 @@ least the floor's less a tolerance, it moves the masks no more than an invisible
 re-save does, and it ships as is. The tolerance is ``--noise-margin`` or twice
 the standard error of the per-photo gap, whichever is larger, and at most
 ``MAX_TOLERANCE``: on the 5 bundled held-out photos the default INT8 u2netp sat
-0.006 below the floor (twice the standard error: 0.009), which a search could
-not improve (7 candidates, 17 s, no gain) - the sampling noise of five photos. If not, the bounded search
+0.0115 below the floor (twice the standard error: 0.014) - the sampling noise of
+five photos. If not, the bounded search
 (:mod:`quantkit.accuracy.search`) keeps the layers that lose the most signal in
 float until it is, within a latency budget. A fixed ``--target-iou`` replaces the
 floor when the user sets one.
@@ -33,10 +33,18 @@ from quantkit.accuracy.sensitivity import LayerLoss, layer_losses
 from quantkit.graph.shapes import conv_macs, light_copy
 from quantkit.progress import Progress
 
-# The sampling error of a few photos widens the tolerance, but never past this: a model that
-# breaks on one photo has a huge spread, and must not hide behind it (8-bit weights on an AVX2
-# CPU without VNNI: held-out IoU 0.798 against a floor of 0.972, standard error 0.087).
-MAX_TOLERANCE = 0.02
+# The sampling error of five photos widens the tolerance, but never past this: a broken model
+# has a huge spread too, and must not hide behind it. Measured on the 5 bundled held-out photos
+# (mean gap to the floor, twice its standard error, and what 100+ unseen photos say):
+# - 8-bit weights on an AVX2 CPU without VNNI: -0.174, 0.174; broken (ECSSD p05 0.80).
+# - the u2net-sized stand-in: -0.075, 0.111 (-0.057, 0.084 before its ranges moved in the last
+#   bit); fine - on ECSSD 0001-0100 it sits above the floor either way (mean 0.9896 against
+#   0.9858). At the old cap of 0.02 this triggered an 80 s search whose float islands, chosen on
+#   those five photos, made ECSSD worse (0.9863, worst photo 0.93 -> 0.80).
+# Both misses come from the same two photos (an ambiguous raccoon crop: 0.62-0.71 for the
+# stand-in as its last bits change, coins), so the cap sits between the two, where a gap is
+# too large to be those photos' noise.
+MAX_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,13 @@ class CheckSettings:
     search: bool = True
 
 
+def floor_tolerance(model: AgreementLog, floor: AgreementLog, margin: float) -> float:
+    """How far the model's mean IoU may sit below the floor's and pass: ``margin`` or twice the
+    standard error of the paired per-photo gap, whichever is larger, at most ``MAX_TOLERANCE``."""
+    _, error = Within(model, floor).paired_gap()
+    return min(max(margin, 2 * error), MAX_TOLERANCE)
+
+
 def check_and_search(
     held: HeldOut,
     quantized: Path,
@@ -111,8 +126,7 @@ def check_and_search(
     progress.start("checking masks on held-out photos")
     baseline = held.score(quantized)
     floor_based = settings.target_iou is None
-    _, error = Within(baseline, held.floor).paired_gap()
-    tolerance = min(max(settings.noise_margin, 2 * error), MAX_TOLERANCE) if floor_based else 0.0
+    tolerance = floor_tolerance(baseline, held.floor, settings.noise_margin) if floor_based else 0.0
     target = held.floor.iou.mean - tolerance if floor_based else float(settings.target_iou or 0)
     search: SearchResult | None = None
     losses: list[LayerLoss] = []

@@ -218,6 +218,7 @@ class AbsorbOffsets:
     min_fraction: float = 0.2
     margin_sigmas: float = 3.0
     name: str = "absorb"
+    carries: bool = False  # see the module docstring: measuring afresh chose better scales
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
         return StatsRequest.of((n.output[0] for n in model.graph.node if n.op_type == "Conv"), Level.MOMENTS)

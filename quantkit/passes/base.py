@@ -4,10 +4,11 @@ A :class:`FloatRewrite` changes the float model before ``quantize_static`` sees 
 It declares the activation statistics it needs (:meth:`FloatRewrite.request`),
 and the pipeline merges the requests of all rewrites of a recipe into as few
 passes over the photos as their dependencies allow: a rewrite that can say how
-it changed the statistics returns them carried through (``Rewritten.stats``), so
-the next rewrite needs no new pass; one that cannot returns ``None`` and the next
-request is measured afresh. Calibration ranges are always measured on the final
-float model, never carried.
+it changed the statistics (``carries``) returns them carried through
+(``Rewritten.stats``), so the next rewrite needs no new pass; one that cannot
+returns ``None``, the next request is measured afresh, and nothing after it is
+measured with its own request. MinMax calibration ranges join the last pass when
+every rewrite after it carries them.
 
 A :class:`PostPass` changes the quantized model (lossless: size, names).
 """
@@ -48,6 +49,13 @@ class FloatRewrite(Protocol):
     @property
     def name(self) -> str:
         """Its key in reports and ``--json``."""
+        ...
+
+    @property
+    def carries(self) -> bool:
+        """Whether :meth:`apply` returns the statistics carried through. Decides, before any
+        photo is seen, whether later rewrites' requests join this one's pass: with a rewrite
+        that cannot carry them they would be measured for nothing."""
         ...
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:

@@ -231,6 +231,7 @@ class Equalize:
 
     alpha: float = 0.5
     name: str = "equalize"
+    carries: bool = True
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
         """Every tensor whose channels take part in a rescaling group (between convolutions)."""

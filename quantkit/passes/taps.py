@@ -30,8 +30,15 @@ ISA makes sixteen outputs fast, so a recipe can leave it out; it reads widening'
 result (identical output rows), so it runs after it.
 
 Statistics carried through: every original tensor keeps its values (the select
-convolution writes the original output), so they pass through unchanged; the tap
-maps are new tensors, calibrated on the final float model like every other.
+convolution writes the original output), so they pass through unchanged. The tap
+maps are new tensors, and they would cost a pass over the photos of their own
+(18 s of the u2net stand-in's 81). They are measured instead in the pass before,
+as probes (:class:`~quantkit.statistics.types.Probe`): tap ``j`` is
+``Σ_c w[c, j] · x_c``, which neither rescaling ``x``'s channels with the matching
+weight columns (equalisation) nor repeating the output row (widening) changes, so
+its statistics measured before those passes are its statistics after them - the
+convolution's one output channel reaches a Sigmoid, which equalisation never
+rescales. A test checks them against a measurement on the final float model.
 
 Measured on the default INT8 u2netp (2-core AVX2 EPYC without VNNI, onnxruntime
 1.31.1): see :data:`MEASURED`.
@@ -50,7 +57,7 @@ from quantkit.graph.index import GraphIndex, attribute, copy_model
 from quantkit.graph.shapes import spatial_sizes
 from quantkit.passes.base import Rewritten
 from quantkit.passes.widen import FAST_OUT_CHANNELS
-from quantkit.statistics.types import ActivationStats, StatsRequest
+from quantkit.statistics.types import ActivationStats, Level, Probe, StatsRequest
 
 MEASURED = (
     "u2netp: Conv_945, Conv_946, Conv_966 split (1,239 -> 447 M multiply-adds); INT8 p50 0.555x -> 0.531x"
@@ -83,41 +90,68 @@ class SplitTaps:
 
     max_cost: float = 0.5  # split only where it leaves at most this fraction of the multiply-adds
     name: str = "split_taps"
+    carries: bool = True
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
-        return StatsRequest()
+        """A probe of the tap maps of every convolution that may be split once widened."""
+        index = GraphIndex.build(model)
+        pixels = spatial_sizes(model)
+        probes: dict[str, Probe] = {}
+        for node in model.graph.node:
+            filt = _repeated_filter(node, index)
+            if filt is None or _macs(node, filt, FAST_OUT_CHANNELS, pixels, self.max_cost) is None:
+                continue
+            channels, kh, kw = filt.shape
+            taps = filt.reshape(channels, kh * kw).T[:, :, None, None]  # [tap, C, 1, 1]
+            probes[probe_name(node)] = Probe(node.input[0], taps)
+        return StatsRequest(dict.fromkeys(probes, Level.CHANNEL), probes)
 
     def apply(self, model: onnx.ModelProto, stats: ActivationStats) -> Rewritten:
-        rewritten, report = split_taps(model, self.max_cost)
-        return Rewritten(rewritten, report, stats)
+        rewritten, report, tap_maps = split_taps_with_tensors(model, self.max_cost)
+        carried = ActivationStats(dict(stats.tensors), stats.images)
+        for tensor, (conv, taps) in tap_maps.items():
+            probe = stats.tensors.get(probe_name(conv))
+            if probe is not None:
+                carried.tensors[tensor] = probe.take(j % taps for j in range(FAST_OUT_CHANNELS))
+        return Rewritten(rewritten, report, carried)
+
+
+def probe_name(conv: onnx.NodeProto) -> str:
+    """The probe measuring ``conv``'s tap maps (node names survive the passes; tensor names do not)."""
+    return f"quantkit_probe/{conv.name}/taps"
 
 
 def split_taps(model: onnx.ModelProto, max_cost: float = 0.5) -> tuple[onnx.ModelProto, TapSplitReport]:
     """Split every convolution whose output rows all repeat one filter, where that pays."""
+    copy, report, _ = split_taps_with_tensors(model, max_cost)
+    return copy, report
+
+
+def split_taps_with_tensors(
+    model: onnx.ModelProto, max_cost: float = 0.5
+) -> tuple[onnx.ModelProto, TapSplitReport, dict[str, tuple[onnx.NodeProto, int]]]:
+    """:func:`split_taps`, and each tap map it adds with its convolution and its number of taps."""
     copy = copy_model(model)
     index = GraphIndex.build(copy)
     pixels = spatial_sizes(copy)
     graph = copy.graph
     taps = FAST_OUT_CHANNELS
     split: list[str] = []
+    tap_maps: dict[str, tuple[onnx.NodeProto, int]] = {}
     before = after = 0
     new_nodes: list[onnx.NodeProto] = []
     released: set[str] = set()
     for node in graph.node:
-        weight = _single_filter_weight(node, index, taps)
-        if weight is None:
+        repeated = _repeated_filter(node, index)
+        outputs = 0 if repeated is None else int(index.initializers[node.input[1]].dims[0])
+        macs = None if repeated is None else _macs(node, repeated, outputs, pixels, max_cost)
+        if repeated is None or macs is None or outputs < taps:  # fewer: not widened, not fast
             new_nodes.append(node)
             continue
-        outputs, channels, kh, kw = weight.shape
-        in_pixels, out_pixels = pixels.get(node.input[0], 0), pixels.get(node.output[0], 0)
-        old = outputs * channels * kh * kw * out_pixels
-        new = taps * channels * in_pixels + outputs * taps * kh * kw * out_pixels
-        if not old or new > max_cost * old:
-            new_nodes.append(node)
-            continue
-        filt = weight[0].reshape(channels, kh * kw)  # [C, tap]
+        channels, kh, kw = repeated.shape
+        filt = repeated.reshape(channels, kh * kw)  # [C, tap]
         tap_weight = np.stack([filt[:, j % (kh * kw)] for j in range(taps)])[:, :, None, None]
-        select = np.zeros((outputs, taps, kh, kw), dtype=weight.dtype)
+        select = np.zeros((outputs, taps, kh, kw), dtype=repeated.dtype)
         for j in range(kh * kw):
             select[:, j, j // kw, j % kw] = 1
         tap_name, select_name = f"{node.input[1]}_quantkit_taps", f"{node.input[1]}_quantkit_select"
@@ -138,32 +172,45 @@ def split_taps(model: onnx.ModelProto, max_cost: float = 0.5) -> tuple[onnx.Mode
         node.input[0], node.input[1] = tapped, select_name
         new_nodes.append(node)
         split.append(node.name)
-        before += old
-        after += new
+        tap_maps[tapped] = (node, kh * kw)
+        before += macs[0]
+        after += macs[1]
     if not split:
-        return model, TapSplitReport((), 0, 0)
+        return model, TapSplitReport((), 0, 0), {}
     del graph.node[:]
     graph.node.extend(new_nodes)
     used = {name for n in graph.node for name in n.input}
     kept = [init for init in graph.initializer if init.name not in released or init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
-    return copy, TapSplitReport(tuple(split), before, after)
+    return copy, TapSplitReport(tuple(split), before, after), tap_maps
 
 
-def _single_filter_weight(node: onnx.NodeProto, index: GraphIndex, taps: int) -> np.ndarray | None:
-    """The weight of a plain 2-D convolution with at least ``taps`` outputs that all repeat one
-    filter of at most ``taps`` (and more than one) taps; None for any other node."""
+def _repeated_filter(node: onnx.NodeProto, index: GraphIndex) -> np.ndarray | None:
+    """The filter ``[C, kh, kw]`` that every output row of a plain 2-D convolution repeats (one
+    row counts), if it has more than one and at most sixteen taps; None for any other node."""
     if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or attribute(node, "group", 1) != 1:
         return None
     if node.input[1] not in index.initializers or len(index.initializers[node.input[1]].dims) != 4:
         return None
     weight = index.array(node.input[1])
-    outputs, _, kh, kw = weight.shape
-    if (
-        outputs < taps
-        or not 1 < kh * kw <= taps
-        or not np.array_equal(weight, np.broadcast_to(weight[:1], weight.shape))
+    _, _, kh, kw = weight.shape
+    if not 1 < kh * kw <= FAST_OUT_CHANNELS or not np.array_equal(
+        weight, np.broadcast_to(weight[:1], weight.shape)
     ):
         return None
-    return weight
+    return np.asarray(weight[0])
+
+
+def _macs(
+    node: onnx.NodeProto, filt: np.ndarray, outputs: int, pixels: dict[str, int], max_cost: float
+) -> tuple[int, int] | None:
+    """Multiply-adds of ``node`` with ``outputs`` rows before and after the split; None where
+    the split would leave more than ``max_cost`` of them."""
+    channels, kh, kw = filt.shape
+    in_pixels, out_pixels = pixels.get(node.input[0], 0), pixels.get(node.output[0], 0)
+    old = outputs * channels * kh * kw * out_pixels
+    new = FAST_OUT_CHANNELS * channels * in_pixels + outputs * FAST_OUT_CHANNELS * kh * kw * out_pixels
+    if not old or new > max_cost * old:
+        return None
+    return old, new

@@ -136,26 +136,12 @@ def carry_stats(stats: ActivationStats, new: NewTensors) -> ActivationStats:
     for wide, (original, channels) in new.repeated.items():
         entry = stats.tensors.get(original)
         if entry is not None:
-            carried.tensors[wide] = _take(entry, channels)
+            carried.tensors[wide] = entry.take(channels)
     for padded, source in new.padded.items():
         entry = stats.tensors.get(source)
         if entry is not None:
             carried.tensors[padded] = _with_zero_channel(entry)
     return carried
-
-
-def _take(entry: ChannelStats, channels: list[int]) -> ChannelStats:
-    if entry.level < Level.CHANNEL:
-        return entry  # a whole-tensor range: repeating channels does not change it
-    pick = np.asarray(channels)
-    moments = entry.total is not None and entry.total_sq is not None
-    return replace(
-        entry,
-        minimum=entry.minimum[pick],
-        maximum=entry.maximum[pick],
-        total=entry.total[pick] if moments and entry.total is not None else None,
-        total_sq=entry.total_sq[pick] if moments and entry.total_sq is not None else None,
-    )
 
 
 def _with_zero_channel(entry: ChannelStats) -> ChannelStats:
@@ -183,6 +169,7 @@ class Widen:
 
     min_pixels: int = 80 * 80
     name: str = "widen"
+    carries: bool = True
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
         return StatsRequest()

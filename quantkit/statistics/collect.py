@@ -79,14 +79,21 @@ def augment(model: onnx.ModelProto, request: StatsRequest) -> tuple[onnx.ModelPr
     known = {i.name for i in model.graph.input} | {o for n in model.graph.node for o in n.output}
     groups: list[tuple[str, list[onnx.NodeProto]]] = []
     outputs: list[str] = []
+    probe_weights: list[onnx.TensorProto] = []
     for index, (name, level) in enumerate(plan):
-        if name not in known:
-            raise QuantkitError(f"statistics requested for unknown tensor {name!r}")
+        probe = request.probes.get(name)
+        source = probe.source if probe is not None else name
+        if source not in known:
+            raise QuantkitError(f"statistics requested for unknown tensor {source!r}")
         nodes, outs = _reductions(name, index, level, axes_as_input)
-        groups.append((name, nodes))
+        if probe is not None:  # computed next to the reductions, so it lives no longer than they do
+            weight = f"quantkit_stats/{index}/probe"
+            probe_weights.append(numpy_helper.from_array(probe.weight.astype(np.float32), weight))
+            nodes.insert(0, helper.make_node("Conv", [source, weight], [name], kernel_shape=[1, 1]))
+        groups.append((source, nodes))
         outputs += outs
     kept, needed = measured_graph_nodes(model.graph.node, groups, outputs)
-    initializers = [i for i in model.graph.initializer if i.name in needed]
+    initializers = [i for i in model.graph.initializer if i.name in needed] + probe_weights
     if axes_as_input:
         initializers.append(numpy_helper.from_array(np.array([0, 2, 3], dtype=np.int64), _AXES))
     graph = helper.make_graph(

@@ -22,11 +22,34 @@ class Level(IntEnum):
     MOMENTS = 3
 
 
+@dataclass(frozen=True, eq=False)
+class Probe:
+    """A tensor measured without being in the model: a 1×1 convolution (no bias) of one that is.
+
+    It lets a rewrite have a tensor it will only create later measured in an earlier
+    pass, when that tensor is a fixed linear map of one that exists - the tap maps of
+    :mod:`quantkit.passes.taps`, which would otherwise cost a pass of their own.
+    """
+
+    source: str
+    weight: np.ndarray  # [outputs, source channels, 1, 1], float32
+
+    def digest(self) -> str:
+        import hashlib
+
+        data = np.ascontiguousarray(self.weight, dtype=np.float32)
+        return hashlib.sha256(self.source.encode() + str(data.shape).encode() + data.tobytes()).hexdigest()
+
+
 @dataclass(frozen=True)
 class StatsRequest:
-    """Tensors to measure and at which level; ``a | b`` asks for both."""
+    """Tensors to measure and at which level; ``a | b`` asks for both.
+
+    A name in ``probes`` is measured as that probe's output; it must also be in ``tensors``.
+    """
 
     tensors: Mapping[str, Level] = field(default_factory=dict)
+    probes: Mapping[str, Probe] = field(default_factory=dict)
 
     @classmethod
     def of(cls, names: Iterable[str], level: Level) -> StatsRequest:
@@ -36,7 +59,12 @@ class StatsRequest:
         merged = dict(self.tensors)
         for name, level in other.tensors.items():
             merged[name] = max(merged.get(name, level), level)
-        return StatsRequest(merged)
+        return StatsRequest(merged, {**self.probes, **other.probes})
+
+    def key(self) -> str:
+        """What the request measures, as text for a cache key (probes by their weights' digest)."""
+        probes = sorted((name, probe.digest()) for name, probe in self.probes.items())
+        return repr((sorted(self.tensors.items()), probes))
 
     def __bool__(self) -> bool:
         return bool(self.tensors)
@@ -73,6 +101,20 @@ class ChannelStats:
     @property
     def absmax(self) -> np.ndarray:
         return np.asarray(np.maximum(np.abs(self.minimum), np.abs(self.maximum)), dtype=np.float64)
+
+    def take(self, channels: Iterable[int]) -> ChannelStats:
+        """The statistics of a tensor made of these channels of this one (repeats allowed)."""
+        if self.level < Level.CHANNEL:
+            return self  # a whole-tensor range: picking channels that all occur does not change it
+        pick = np.asarray(list(channels))
+        return ChannelStats(
+            self.level,
+            self.minimum[pick],
+            self.maximum[pick],
+            None if self.total is None else self.total[pick],
+            None if self.total_sq is None else self.total_sq[pick],
+            self.images,
+        )
 
     @property
     def tensor_range(self) -> tuple[np.float32, np.float32]:
