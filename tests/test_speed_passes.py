@@ -138,6 +138,7 @@ def widened_then_split(
     split = SplitTaps(max_cost=max_cost).apply(widened.model, widened.stats or ActivationStats())
     assert split.stats is not None and widened.stats is not None
     assert split.stats.tensors.items() >= widened.stats.tensors.items()  # carried through unchanged
+    assert not any(t.endswith("_quantkit_taps") for t in split.stats.tensors)  # nothing measured them
     return widened.model, split.model, split.report, split.stats
 
 
@@ -180,10 +181,11 @@ def test_split_taps_keeps_the_float_function(
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def side_branch_model(channels: int = 64) -> onnx.ModelProto:
+def side_branch_model(channels: int = 64, side_feeds_a_conv: bool = False) -> onnx.ModelProto:
     """A convolution and ReLU whose ``channels`` channels feed a one-filter side convolution and
     a second convolution: equalisation rescales those channels, widening and the tap split act
-    on the side convolution."""
+    on the side convolution. Its output goes to a Sigmoid, or (``side_feeds_a_conv``) through a
+    ReLU into another convolution, which lets equalisation rescale that output too."""
     rng = np.random.default_rng(3)
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
@@ -198,10 +200,14 @@ def side_branch_model(channels: int = 64) -> onnx.ModelProto:
         inits += node_inits
         if name == "Conv_a":
             nodes.append(helper.make_node("Relu", ["a"], ["h"], name="Relu_a"))
-    nodes += [
-        helper.make_node("Sigmoid", ["logit"], ["mask"], name="Sigmoid_0"),
-        helper.make_node("Relu", ["b"], ["side_b"], name="Relu_b"),
-    ]
+    if side_feeds_a_conv:
+        nodes.append(helper.make_node("Relu", ["logit"], ["side"], name="Relu_side"))
+        node, node_inits = _conv("Conv_c", "side", np.full((1, 1, 1, 1), 0.5, np.float32), "mask", rng)
+        nodes.append(node)
+        inits += node_inits
+    else:
+        nodes.append(helper.make_node("Sigmoid", ["logit"], ["mask"], name="Sigmoid_0"))
+    nodes.append(helper.make_node("Relu", ["b"], ["side_b"], name="Relu_b"))
     graph = helper.make_graph(
         nodes,
         "side_branch",
@@ -216,29 +222,65 @@ def side_branch_model(channels: int = 64) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(model)
 
 
-def test_tap_maps_are_measured_in_the_pass_before_and_survive_equalisation(tmp_path: Path) -> None:
-    """The tap split adds tensors no pass has seen; their statistics come from probes measured
-    with equalisation's, and must equal a measurement on the final float model."""
-    model = side_branch_model()
+def carried_through(model: onnx.ModelProto, tmp_path: Path) -> tuple[onnx.ModelProto, Any, Any]:
+    """Equalisation, widening and the tap split on statistics measured in one pass up front (as the
+    pipeline measures them); the final model, the carried statistics, the feeds."""
     rewrites = (Equalize(), Widen(min_pixels=1), SplitTaps())
     request = rewrites[0].request(model) | rewrites[1].request(model) | rewrites[2].request(model)
-    assert list(request.probes) == ["quantkit_probe/Conv_side/taps"]
     feeds = random_feeds(model, 4)
     stats: ActivationStats | None = collect(model, request, feeds, tmp_path)
-    current = model
     for rewrite in rewrites:
         assert rewrite.carries and stats is not None
-        result = rewrite.apply(current, stats)
-        current, stats = result.model, result.stats
-    assert dict(result.report.to_dict())["convs"] == ["Conv_side"]  # the last rewrite did split
-    equalised = rewrites[0].apply(model, collect(model, request, feeds, tmp_path))
-    assert equalised.report.to_dict()["groups"] > 0  # and the taps' input was rescaled before
-    taps = "logit_quantkit_wide_quantkit_taps"
-    fresh = collect(current, StatsRequest.of([taps], Level.CHANNEL), feeds, tmp_path)
-    assert stats is not None and taps in stats
-    np.testing.assert_allclose(stats[taps].minimum, fresh[taps].minimum, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(stats[taps].maximum, fresh[taps].maximum, rtol=1e-5, atol=1e-6)
-    assert len(set(np.round(fresh[taps].maximum, 5))) == 9  # nine taps, repeated to sixteen
+        result = rewrite.apply(model, stats)
+        model, stats = result.model, result.stats
+    assert result.report.to_dict()["convs"] == ["Conv_side"]  # the side convolution was split
+    return model, stats, feeds
+
+
+TAPS = "logit_quantkit_wide_quantkit_taps"
+
+
+def test_tap_maps_are_measured_in_the_pass_before_and_survive_equalisation(tmp_path: Path) -> None:
+    """The tap split adds tensors no pass has seen; their statistics come from projections
+    measured with equalisation's, and must equal a measurement on the final float model."""
+    model = side_branch_model()
+    request = SplitTaps().request(model)
+    assert sorted(request.projections) == [
+        "quantkit_projection/split_taps/Conv_side/output",
+        "quantkit_projection/split_taps/Conv_side/taps",
+    ]
+    equalised = Equalize().apply(
+        model, collect(model, Equalize().request(model), random_feeds(model, 4), tmp_path)
+    )
+    assert equalised.report.to_dict()["groups"] > 0  # the taps' input is rescaled on the way
+    final, stats, feeds = carried_through(model, tmp_path)
+    assert stats is not None and TAPS in stats
+    assert not [t for t in stats.tensors if t.startswith("quantkit_projection/")]  # used up
+    fresh = collect(final, StatsRequest.of([TAPS], Level.CHANNEL), feeds, tmp_path)
+    np.testing.assert_allclose(stats[TAPS].minimum, fresh[TAPS].minimum, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stats[TAPS].maximum, fresh[TAPS].maximum, rtol=1e-5, atol=1e-6)
+    assert len(set(np.round(fresh[TAPS].maximum, 5))) == 9  # nine taps, repeated to sixteen
+
+
+def test_tap_maps_of_a_rescaled_output_are_left_to_calibration(tmp_path: Path) -> None:
+    """Where equalisation rescales the split convolution's output, the tap maps scale with it:
+    what the projection measured no longer holds, so it is not carried (calibration measures)."""
+    model = side_branch_model(side_feeds_a_conv=True)
+    final, stats, feeds = carried_through(model, tmp_path)
+    assert stats is not None and TAPS not in stats
+    side = StatsRequest.of(["logit"], Level.CHANNEL)
+    before, after = collect(model, side, feeds, tmp_path), collect(final, side, feeds, tmp_path)
+    assert not np.allclose(before["logit"].maximum, after["logit"].maximum)  # it was rescaled
+    np.testing.assert_allclose(stats["logit"].maximum, after["logit"].maximum, rtol=1e-5)  # and carried
+
+
+def test_tap_maps_are_projected_only_for_convolutions_with_a_unique_name() -> None:
+    model = one_filter_model(64)
+    assert SplitTaps().request(model).projections  # eligible
+    model.graph.node[0].name = ""
+    assert not SplitTaps().request(model).projections  # projections are keyed by node name
+    model.graph.node[0].name = model.graph.node[1].name = "Conv_side"
+    assert not SplitTaps().request(model).projections
 
 
 def test_split_taps_only_where_it_halves_the_work() -> None:

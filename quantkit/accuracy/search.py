@@ -155,7 +155,7 @@ def search_islands(
             if round_.best is None or (gain, -cost) > (round_.best[0], round_.best[1]):
                 choice = IslandChoice(anchor, nodes, current.iou.mean, log.iou.mean, share, cost)
                 round_.best = (gain, -cost, choice, log)
-            if log.iou.mean >= limits.target_iou:
+            if log.iou.mean >= limits.target_iou and gain >= limits.min_gain:
                 break  # the most suspect (and, of its two islands, smaller) candidate that suffices
         if round_.best is None or round_.best[0] < limits.min_gain:
             if round_.limit is not None:

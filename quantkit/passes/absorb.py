@@ -213,7 +213,7 @@ def absorb_offsets(model: onnx.ModelProto, found: list[OffsetAbsorption]) -> onn
 
 @dataclass(frozen=True)
 class AbsorbOffsets:
-    """The pass: measure conv outputs, absorb what qualifies, carry the statistics."""
+    """The pass: measure conv outputs, absorb what qualifies; the next pass measures afresh."""
 
     min_fraction: float = 0.2
     margin_sigmas: float = 3.0

@@ -6,8 +6,8 @@ and the pipeline merges the requests of all rewrites of a recipe into as few
 passes over the photos as their dependencies allow: a rewrite that can say how
 it changed the statistics (``carries``) returns them carried through
 (``Rewritten.stats``), so the next rewrite needs no new pass; one that cannot
-returns ``None``, the next request is measured afresh, and nothing after it is
-measured with its own request. MinMax calibration ranges join the last pass when
+returns ``None`` and the next request is measured afresh - so no later
+rewrite's request joins a pass made for one that cannot carry. MinMax calibration ranges join the last pass when
 every rewrite after it carries them.
 
 A :class:`PostPass` changes the quantized model (lossless: size, names).
@@ -59,7 +59,9 @@ class FloatRewrite(Protocol):
         ...
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
-        """Statistics this rewrite needs, on ``model`` as it will receive it (empty: none)."""
+        """Statistics this rewrite needs (empty: none). ``model`` is the one the rewrite will
+        receive, or, when its request joins an earlier rewrite's pass, that rewrite's model:
+        a tensor that does not exist there yet can be asked for as a ``Projection``."""
         ...
 
     def apply(self, model: onnx.ModelProto, stats: ActivationStats) -> Rewritten:

@@ -33,12 +33,16 @@ Statistics carried through: every original tensor keeps its values (the select
 convolution writes the original output), so they pass through unchanged. The tap
 maps are new tensors, and they would cost a pass over the photos of their own
 (18 s of the u2net stand-in's 81). They are measured instead in the pass before,
-as probes (:class:`~quantkit.statistics.types.Probe`): tap ``j`` is
+as projections (:class:`~quantkit.statistics.types.Projection`): tap ``j`` is
 ``Σ_c w[c, j] · x_c``, which neither rescaling ``x``'s channels with the matching
 weight columns (equalisation) nor repeating the output row (widening) changes, so
-its statistics measured before those passes are its statistics after them - the
-convolution's one output channel reaches a Sigmoid, which equalisation never
-rescales. A test checks them against a measurement on the final float model.
+its statistics measured before those passes are its statistics after them - as
+long as the convolution's own output keeps its values. On U²-Net and IS-Net it
+does (the one output channel reaches a Sigmoid, which equalisation never
+rescales); where it does not, :meth:`SplitTaps.apply` sees it (a copy of the
+output's statistics as measured against the ones carried to it) and leaves the
+tap maps to calibration's own pass. Tests check both against a measurement on
+the final float model.
 
 Measured on the default INT8 u2netp (2-core AVX2 EPYC without VNNI, onnxruntime
 1.31.1): see :data:`MEASURED`.
@@ -46,6 +50,7 @@ Measured on the default INT8 u2netp (2-core AVX2 EPYC without VNNI, onnxruntime
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +62,7 @@ from quantkit.graph.index import GraphIndex, attribute, copy_model
 from quantkit.graph.shapes import spatial_sizes
 from quantkit.passes.base import Rewritten
 from quantkit.passes.widen import FAST_OUT_CHANNELS
-from quantkit.statistics.types import ActivationStats, Level, Probe, StatsRequest
+from quantkit.statistics.types import ActivationStats, ChannelStats, Level, Projection, StatsRequest
 
 MEASURED = (
     "u2netp: Conv_945, Conv_946, Conv_966 split (1,239 -> 447 M multiply-adds); INT8 p50 0.555x -> 0.531x"
@@ -86,39 +91,63 @@ class TapSplitReport:
 
 @dataclass(frozen=True)
 class SplitTaps:
-    """The pass: runs after :class:`~quantkit.passes.widen.Widen`; needs no statistics."""
+    """The pass: runs after :class:`~quantkit.passes.widen.Widen`; asks only for the statistics
+    of the tensors it will add, so calibration needs no pass of its own."""
 
     max_cost: float = 0.5  # split only where it leaves at most this fraction of the multiply-adds
     name: str = "split_taps"
     carries: bool = True
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
-        """A probe of the tap maps of every convolution that may be split once widened."""
+        """For every convolution that may be split once widened: its tap maps, and a copy of its
+        output (to tell in :meth:`apply` whether that output kept its values since)."""
         index = GraphIndex.build(model)
         pixels = spatial_sizes(model)
-        probes: dict[str, Probe] = {}
+        names = Counter(node.name for node in model.graph.node)
+        projections: dict[str, Projection] = {}
         for node in model.graph.node:
             filt = _repeated_filter(node, index)
-            if filt is None or _macs(node, filt, FAST_OUT_CHANNELS, pixels, self.max_cost) is None:
+            if filt is None or not node.name or names[node.name] > 1:  # names key the projections
+                continue
+            outputs = max(int(index.initializers[node.input[1]].dims[0]), FAST_OUT_CHANNELS)
+            if _macs(node, filt, outputs, pixels, self.max_cost) is None:
                 continue
             channels, kh, kw = filt.shape
             taps = filt.reshape(channels, kh * kw).T[:, :, None, None]  # [tap, C, 1, 1]
-            probes[probe_name(node)] = Probe(node.input[0], taps)
-        return StatsRequest(dict.fromkeys(probes, Level.CHANNEL), probes)
+            projections[_projected(node, "taps")] = Projection(node.input[0], taps)
+            projections[_projected(node, "output")] = Projection(node.output[0])
+        return StatsRequest(dict.fromkeys(projections, Level.CHANNEL), projections)
 
     def apply(self, model: onnx.ModelProto, stats: ActivationStats) -> Rewritten:
+        """The split model; the statistics carried, with each tap map's from its projection when
+        its convolution's output still has the values it had when they were measured."""
         rewritten, report, tap_maps = split_taps_with_tensors(model, self.max_cost)
-        carried = ActivationStats(dict(stats.tensors), stats.images)
+        carried = ActivationStats(
+            {k: v for k, v in stats.tensors.items() if not k.startswith(_PREFIX)}, stats.images
+        )
         for tensor, (conv, taps) in tap_maps.items():
-            probe = stats.tensors.get(probe_name(conv))
-            if probe is not None:
-                carried.tensors[tensor] = probe.take(j % taps for j in range(FAST_OUT_CHANNELS))
+            measured = stats.tensors.get(_projected(conv, "taps"))
+            then, now = stats.tensors.get(_projected(conv, "output")), stats.tensors.get(conv.output[0])
+            if measured is not None and then is not None and now is not None and _same(then, now):
+                carried.tensors[tensor] = measured.take(j % taps for j in range(FAST_OUT_CHANNELS))
         return Rewritten(rewritten, report, carried)
 
 
-def probe_name(conv: onnx.NodeProto) -> str:
-    """The probe measuring ``conv``'s tap maps (node names survive the passes; tensor names do not)."""
-    return f"quantkit_probe/{conv.name}/taps"
+_PREFIX = "quantkit_projection/split_taps/"
+
+
+def _projected(conv: onnx.NodeProto, part: str) -> str:
+    """A projection's name: by node name, which the passes keep (widening renames the output)."""
+    return f"{_PREFIX}{conv.name}/{part}"
+
+
+def _same(then: ChannelStats, now: ChannelStats) -> bool:
+    """Whether channel 0 of a convolution's output (its one filter, widened or not) kept its range:
+    false when equalisation rescaled it, which would scale the tap maps too."""
+    return bool(
+        np.allclose(then.minimum[0], now.minimum[0], rtol=1e-6, atol=0.0)
+        and np.allclose(then.maximum[0], now.maximum[0], rtol=1e-6, atol=0.0)
+    )
 
 
 def split_taps(model: onnx.ModelProto, max_cost: float = 0.5) -> tuple[onnx.ModelProto, TapSplitReport]:

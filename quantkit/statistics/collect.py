@@ -26,15 +26,16 @@ from quantkit.graph.opset import ai_onnx_opset
 from quantkit.graph.order import measured_graph_nodes
 from quantkit.runtime.base import OptLevel, RuntimeSettings
 from quantkit.runtime.ort import ort_session
-from quantkit.statistics.types import ActivationStats, ChannelStats, Level, StatsRequest
+from quantkit.statistics.types import ActivationStats, ChannelStats, Level, Projection, StatsRequest
 
 # Memory patterns pre-plan one arena block for the whole run: no faster here, and
 # roughly double the peak for these graphs.
 STATS_SESSION = RuntimeSettings(mem_pattern=False)
-# Calibration ranges are measured with graph optimisations off, as onnxruntime's own
-# calibrators run: fused and re-laid-out convolutions round differently, and with them
-# on, 312 of u2netp's 377 ranges differ from onnxruntime's in the last bit. Off, all 377
-# are identical - the quantized model is the one onnxruntime would make itself.
+# A pass of calibration's own (no rewrite carried the ranges: the naive recipe, histogram
+# methods) runs with graph optimisations off, as onnxruntime's own calibrators do: fused and
+# re-laid-out convolutions round differently, and with them on, 312 of u2netp's 377 ranges
+# differ from onnxruntime's in the last bit. Off, all 377 are identical - the quantized model
+# is the one onnxruntime would make itself. (Carried ranges are not: see ``_Run.calibrate``.)
 CALIBRATION_SESSION = RuntimeSettings(mem_pattern=False, opt_level=OptLevel.DISABLE)
 _AXES = "quantkit_stats_axes"
 
@@ -72,6 +73,15 @@ def _reductions(
     return nodes, outputs
 
 
+def _projection_node(
+    projection: Projection, name: str, weight: str, weights: list[onnx.TensorProto]
+) -> onnx.NodeProto:
+    if projection.weight is None:
+        return helper.make_node("Identity", [projection.source], [name])
+    weights.append(numpy_helper.from_array(projection.weight.astype(np.float32), weight))
+    return helper.make_node("Conv", [projection.source, weight], [name], kernel_shape=[1, 1])
+
+
 def augment(model: onnx.ModelProto, request: StatsRequest) -> tuple[onnx.ModelProto, list[tuple[str, Level]]]:
     """A graph whose outputs are the requested reductions, ordered to free tensors early."""
     axes_as_input = ai_onnx_opset(model) >= 18
@@ -79,21 +89,21 @@ def augment(model: onnx.ModelProto, request: StatsRequest) -> tuple[onnx.ModelPr
     known = {i.name for i in model.graph.input} | {o for n in model.graph.node for o in n.output}
     groups: list[tuple[str, list[onnx.NodeProto]]] = []
     outputs: list[str] = []
-    probe_weights: list[onnx.TensorProto] = []
+    weights: list[onnx.TensorProto] = []
     for index, (name, level) in enumerate(plan):
-        probe = request.probes.get(name)
-        source = probe.source if probe is not None else name
+        projection = request.projections.get(name)
+        source = projection.source if projection is not None else name
         if source not in known:
             raise QuantkitError(f"statistics requested for unknown tensor {source!r}")
+        if projection is not None and name in known:
+            raise QuantkitError(f"projection {name!r} has the name of a tensor of the model")
         nodes, outs = _reductions(name, index, level, axes_as_input)
-        if probe is not None:  # computed next to the reductions, so it lives no longer than they do
-            weight = f"quantkit_stats/{index}/probe"
-            probe_weights.append(numpy_helper.from_array(probe.weight.astype(np.float32), weight))
-            nodes.insert(0, helper.make_node("Conv", [source, weight], [name], kernel_shape=[1, 1]))
+        if projection is not None:  # computed next to its reductions: it lives no longer than they do
+            nodes.insert(0, _projection_node(projection, name, f"quantkit_stats/{index}/w", weights))
         groups.append((source, nodes))
         outputs += outs
     kept, needed = measured_graph_nodes(model.graph.node, groups, outputs)
-    initializers = [i for i in model.graph.initializer if i.name in needed] + probe_weights
+    initializers = [i for i in model.graph.initializer if i.name in needed] + weights
     if axes_as_input:
         initializers.append(numpy_helper.from_array(np.array([0, 2, 3], dtype=np.int64), _AXES))
     graph = helper.make_graph(

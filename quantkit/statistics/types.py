@@ -23,20 +23,25 @@ class Level(IntEnum):
 
 
 @dataclass(frozen=True, eq=False)
-class Probe:
-    """A tensor measured without being in the model: a 1×1 convolution (no bias) of one that is.
+class Projection:
+    """A tensor measured without being in the model: a 1×1 convolution (no bias) of one that
+    is, or with no weight an exact copy of it.
 
     It lets a rewrite have a tensor it will only create later measured in an earlier
-    pass, when that tensor is a fixed linear map of one that exists - the tap maps of
-    :mod:`quantkit.passes.taps`, which would otherwise cost a pass of their own.
+    pass, when that tensor is a fixed linear map of one that exists (the tap maps of
+    :mod:`quantkit.passes.taps`, which would otherwise cost a pass of their own); and
+    a copy keeps a tensor's statistics as measured, under a name no later rewrite
+    rescales, so the rewrite can tell whether its tensor kept its values.
     """
 
     source: str
-    weight: np.ndarray  # [outputs, source channels, 1, 1], float32
+    weight: np.ndarray | None = None  # [outputs, source channels, 1, 1], float32; None: a copy
 
     def digest(self) -> str:
         import hashlib
 
+        if self.weight is None:
+            return hashlib.sha256(b"copy:" + self.source.encode()).hexdigest()
         data = np.ascontiguousarray(self.weight, dtype=np.float32)
         return hashlib.sha256(self.source.encode() + str(data.shape).encode() + data.tobytes()).hexdigest()
 
@@ -45,11 +50,17 @@ class Probe:
 class StatsRequest:
     """Tensors to measure and at which level; ``a | b`` asks for both.
 
-    A name in ``probes`` is measured as that probe's output; it must also be in ``tensors``.
+    A name in ``projections`` is measured as that projection's output; it must also be
+    in ``tensors`` (with its level) and must not name a tensor of the model.
     """
 
     tensors: Mapping[str, Level] = field(default_factory=dict)
-    probes: Mapping[str, Probe] = field(default_factory=dict)
+    projections: Mapping[str, Projection] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [name for name in self.projections if name not in self.tensors]
+        if missing:
+            raise ValueError(f"projections without a level: {missing}")
 
     @classmethod
     def of(cls, names: Iterable[str], level: Level) -> StatsRequest:
@@ -59,12 +70,16 @@ class StatsRequest:
         merged = dict(self.tensors)
         for name, level in other.tensors.items():
             merged[name] = max(merged.get(name, level), level)
-        return StatsRequest(merged, {**self.probes, **other.probes})
+        for name, projection in other.projections.items():
+            mine = self.projections.get(name)
+            if mine is not None and mine.digest() != projection.digest():
+                raise ValueError(f"two different projections named {name!r}")
+        return StatsRequest(merged, {**self.projections, **other.projections})
 
     def key(self) -> str:
-        """What the request measures, as text for a cache key (probes by their weights' digest)."""
-        probes = sorted((name, probe.digest()) for name, probe in self.probes.items())
-        return repr((sorted(self.tensors.items()), probes))
+        """What the request measures, as text for a cache key (projections by digest)."""
+        projections = sorted((name, p.digest()) for name, p in self.projections.items())
+        return repr((sorted(self.tensors.items()), projections))
 
     def __bool__(self) -> bool:
         return bool(self.tensors)
@@ -103,9 +118,10 @@ class ChannelStats:
         return np.asarray(np.maximum(np.abs(self.minimum), np.abs(self.maximum)), dtype=np.float64)
 
     def take(self, channels: Iterable[int]) -> ChannelStats:
-        """The statistics of a tensor made of these channels of this one (repeats allowed)."""
+        """The statistics of a tensor made of these channels of this one: repeats allowed, and
+        every channel must occur (a whole-tensor range is then returned unchanged)."""
         if self.level < Level.CHANNEL:
-            return self  # a whole-tensor range: picking channels that all occur does not change it
+            return self
         pick = np.asarray(list(channels))
         return ChannelStats(
             self.level,
