@@ -7,8 +7,8 @@ passes over the photos as their dependencies allow: a rewrite that can say how
 it changed the statistics (``carries``) returns them carried through
 (``Rewritten.stats``), so the next rewrite needs no new pass; one that cannot
 returns ``None`` and the next request is measured afresh - so no later
-rewrite's request joins a pass made for one that cannot carry. MinMax calibration ranges join the last pass when
-every rewrite after it carries them.
+rewrite's request joins a pass made for one that cannot carry. MinMax
+calibration ranges join the last pass when every rewrite after it carries them.
 
 A :class:`PostPass` changes the quantized model (lossless: size, names).
 """
