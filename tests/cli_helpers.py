@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,6 +19,16 @@ class Result:
     code: int
     out: str
     err: str
+
+
+def as_foreground() -> None:
+    """``preexec_fn`` for a child the test will Ctrl-C: SIGINT back to its default.
+
+    A command started in the background by a non-interactive shell (``cmd &``, as a CI
+    runner may start the suite) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt - the interrupt tests stand for a user's Ctrl-C on a foreground command.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def quantkit(*args: object, cwd: Path | None = None, timeout: float = 600) -> Result:

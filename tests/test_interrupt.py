@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from .cli_helpers import as_foreground
 from .conftest import U2NETP
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,7 @@ def test_a_signal_during_quantize_leaves_nothing(tmp_path: Path, signum: int, co
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=as_foreground,
     )
     time.sleep(8)  # well into preparation and the statistics pass over the bundled photos
     assert proc.poll() is None, proc.communicate()

@@ -45,7 +45,7 @@ from quantkit.passes.recipes import get_recipe
 from quantkit.ptq.options import QuantFormat, QuantizeOptions
 from quantkit.removal.compose import png_info
 
-from .cli_helpers import Result, assert_one_line_error, quantkit
+from .cli_helpers import Result, as_foreground, assert_one_line_error, quantkit
 from .conftest import U2NETP, build_tiny_model, write_photos
 from .family_models import u2net_like
 
@@ -91,6 +91,7 @@ def spawn(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[
         stderr=subprocess.PIPE,
         text=True,
         env=_env(env),
+        preexec_fn=as_foreground,
     )
 
 
