@@ -122,7 +122,7 @@ class SplitTaps:
     def apply(self, model: onnx.ModelProto, stats: ActivationStats) -> Rewritten:
         """The split model; the statistics carried, with each tap map's from its projection when
         its convolution's output still has the values it had when they were measured."""
-        rewritten, report, tap_maps = split_taps_with_tensors(model, self.max_cost)
+        rewritten, report, tap_maps = split_taps(model, self.max_cost)
         carried = ActivationStats(
             {k: v for k, v in stats.tensors.items() if not k.startswith(_PREFIX)}, stats.images
         )
@@ -151,16 +151,11 @@ def _same(then: ChannelStats, now: ChannelStats) -> bool:
     )
 
 
-def split_taps(model: onnx.ModelProto, max_cost: float = 0.5) -> tuple[onnx.ModelProto, TapSplitReport]:
-    """Split every convolution whose output rows all repeat one filter, where that pays."""
-    copy, report, _ = split_taps_with_tensors(model, max_cost)
-    return copy, report
-
-
-def split_taps_with_tensors(
+def split_taps(
     model: onnx.ModelProto, max_cost: float = 0.5
 ) -> tuple[onnx.ModelProto, TapSplitReport, dict[str, tuple[onnx.NodeProto, int]]]:
-    """:func:`split_taps`, and each tap map it adds with its convolution and its number of taps."""
+    """Split every convolution whose output rows all repeat one filter, where that pays; also
+    each tap map added, with its convolution and its number of taps."""
     copy = copy_model(model)
     index = GraphIndex.build(copy)
     pixels = spatial_sizes(copy)
