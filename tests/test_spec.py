@@ -76,7 +76,7 @@ def test_non_image_inputs_are_refused(tmp_path: Path, shape: list[object], messa
 
 
 def test_integer_input_and_non_mask_output_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(QuantkitError, match="not a float32 tensor"):
+    with pytest.raises(QuantkitError, match="not a float32 or float16 tensor"):
         read_spec(save(tmp_path, "int.onnx", [1, 3, 8, 8], TensorProto.INT64))
     vector_out = save(tmp_path, "u2net.onnx", [1, 3, 8, 8], op="Flatten", out_shape=[1, 192])
     with pytest.raises(QuantkitError, match=r"output 0 'y' has shape \[1, 192\]; rembg reads a mask"):

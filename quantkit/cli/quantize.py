@@ -184,10 +184,11 @@ def run(
 
 def render(report: QuantizeReport) -> str:
     mib = 2**20
+    fp16 = f", FP16: quantized from its FP32 upcast, {report.float_bytes / 1e6:.2f} MB" if report.fp16 else ""
     rows = [
-        ("input", f"{report.model}  {report.input_bytes / 1e6:.2f} MB  (opset {report.opset_in})"),
+        ("input", f"{report.model}  {report.input_bytes / 1e6:.2f} MB  (opset {report.opset_in}{fp16})"),
         ("output", f"{report.output}  {report.output_bytes / 1e6:.2f} MB  (opset {report.opset_out})"),
-        ("size ratio", f"{report.ratio:.3f}x"),
+        ("size ratio", f"{report.ratio:.3f}x of FP32"),
         ("family", f"{report.detection.family.name} (from the {report.detection.by.value})"),
         ("recipe", report.recipe),
         (report.calibration.label, report.calibration.summary(report.options.method.value)),

@@ -44,6 +44,10 @@ QUANTIZED_OPS = frozenset(
 _INTEGER_TYPES = frozenset(
     {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT4, onnx.TensorProto.UINT4}
 )
+# An FP16 export may keep float32 inputs (onnxconverter-common's keep_io_types) or not; runners
+# cast the preprocessed float32 photo to whichever the model declares.
+_FLOAT16 = onnx.TensorProto.FLOAT16
+_IMAGE_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16})
 ATTENTION_OPS = frozenset({"Softmax", "LayerNormalization", "Attention", "MultiHeadAttention"})
 
 
@@ -59,6 +63,7 @@ class ModelSpec:
     detection: Detection
     opset: int
     quantized: bool  # the graph already holds integer weights or quantization ops
+    fp16: bool = False  # weights stored (and computed) in float16: quantize works on its FP32 upcast
 
     @property
     def family(self) -> Family:
@@ -151,6 +156,21 @@ def _check_runtime_reads(model: onnx.ModelProto, path: Path) -> None:
         ) from exc
 
 
+def is_fp16(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` stores weights or computes in float16 (anywhere in its main graph)."""
+    if any(i.data_type == _FLOAT16 for i in model.graph.initializer):
+        return True
+    for node in model.graph.node:
+        if node.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in node.attribute):
+            return True
+        if node.op_type == "Constant" and any(
+            a.name == "value" and a.t.data_type == _FLOAT16 for a in node.attribute
+        ):
+            return True
+    values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
+    return any(v.type.tensor_type.elem_type == _FLOAT16 for v in values)
+
+
 def _dim(d: onnx.TensorShapeProto.Dimension) -> int | None:
     return d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
 
@@ -177,8 +197,8 @@ def spec_from_model(model: onnx.ModelProto, path: Path, family: str | None = Non
         )
     value = inputs[0]
     tensor = value.type.tensor_type
-    if not value.type.HasField("tensor_type") or tensor.elem_type != onnx.TensorProto.FLOAT:
-        raise QuantkitError(f"model {path}: input '{value.name}' is not a float32 tensor")
+    if not value.type.HasField("tensor_type") or tensor.elem_type not in _IMAGE_TYPES:
+        raise QuantkitError(f"model {path}: input '{value.name}' is not a float32 or float16 tensor")
     dims = list(tensor.shape.dim)
     if len(dims) != 4:
         raise QuantkitError(
@@ -211,6 +231,7 @@ def spec_from_model(model: onnx.ModelProto, path: Path, family: str | None = Non
         detection=detection,
         opset=opset,
         quantized=bool(quantized_ops(model)),
+        fp16=is_fp16(model),
     )
 
 

@@ -221,6 +221,7 @@ def scale_stats(stats: ActivationStats, divisors: dict[str, np.ndarray]) -> Acti
             maximum=entry.maximum / divisor,
             total=None if entry.total is None else entry.total / divisor,
             total_sq=None if entry.total_sq is None else entry.total_sq / divisor**2,
+            histogram=None,  # channels rescaled unequally: the distribution must be measured again
         )
     return carried
 

@@ -21,12 +21,26 @@ from quantkit.passes.widen import Widen
 
 
 @dataclass(frozen=True)
+class RangePolicy:
+    """How MinMax calibration turns measured statistics into ranges (``quantkit.ptq.ranges``).
+
+    ``clip_tail``: the share of each tensor's sampled values its range may leave outside
+    (0: the exact min and max, as onnxruntime's own MinMax calibration). ``saturate_logits``:
+    clip tensors that only feed a sigmoid to where float32's sigmoid saturates.
+    """
+
+    clip_tail: float = 0.0
+    saturate_logits: bool = False
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
     rewrites: tuple[FloatRewrite, ...] = ()
     post: tuple[PostPass, ...] = ()
     check: bool = False  # held-out check against the noise floor, and the search if it misses
+    ranges: RangePolicy = RangePolicy()  # how activation ranges are read from the measured statistics
 
 
 NAIVE = Recipe("naive", "plain onnxruntime quantize_static")
@@ -36,6 +50,7 @@ DEFAULT = Recipe(
     rewrites=(AbsorbOffsets(), Equalize(), Widen(), SplitTaps()),  # SplitTaps reads Widen's result
     post=(SideLayout(), Compact()),  # Compact last: it renames what the passes before it add
     check=True,
+    ranges=RangePolicy(clip_tail=5e-5, saturate_logits=True),
 )
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (DEFAULT, NAIVE)}
 

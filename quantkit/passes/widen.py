@@ -26,7 +26,7 @@ from onnx import helper, numpy_helper
 from quantkit.graph.index import GraphIndex, attribute, copy_model
 from quantkit.graph.shapes import spatial_sizes
 from quantkit.passes.base import Rewritten
-from quantkit.statistics.types import ActivationStats, ChannelStats, Level, StatsRequest
+from quantkit.statistics.types import BINS, ActivationStats, ChannelStats, Level, StatsRequest
 
 FAST_OUT_CHANNELS = 16
 FAST_IN_CHANNELS = 4
@@ -148,17 +148,23 @@ def _with_zero_channel(entry: ChannelStats) -> ChannelStats:
     if entry.level < Level.CHANNEL:
         lo, hi = entry.tensor_range
         zero = np.zeros(1)
-        return replace(entry, minimum=np.minimum(zero, lo), maximum=np.maximum(zero, hi))
+        # How many channels the sampled values came from is not known at this level.
+        return replace(entry, minimum=np.minimum(zero, lo), maximum=np.maximum(zero, hi), histogram=None)
 
     def append(values: np.ndarray | None) -> np.ndarray | None:
         return None if values is None else np.append(values, 0.0)
 
+    histogram = None
+    if entry.histogram is not None:  # one more channel's worth of samples, all zero
+        histogram = entry.histogram.copy()
+        histogram[BINS.side] += int(entry.histogram.sum()) // len(entry.minimum)
     return replace(
         entry,
         minimum=np.append(entry.minimum, 0.0),
         maximum=np.append(entry.maximum, 0.0),
         total=append(entry.total),
         total_sq=append(entry.total_sq),
+        histogram=histogram,
     )
 
 

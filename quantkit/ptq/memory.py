@@ -41,7 +41,8 @@ def check_memory(path: Path, model: onnx.ModelProto, spec: ModelSpec) -> None:
     available = available_memory_bytes()
     if available is None:
         return
-    need = estimated_bytes(path.stat().st_size, largest_activation(model, spec))
+    weights = path.stat().st_size * (2 if spec.fp16 else 1)  # an FP16 model is quantized as its FP32 upcast
+    need = estimated_bytes(weights, largest_activation(model, spec))
     have = available + (peak_rss_bytes() or 0)
     if need > have:
         raise QuantkitError(

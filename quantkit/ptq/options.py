@@ -37,6 +37,7 @@ class QuantizeOptions:
     fmt: QuantFormat = QuantFormat.QDQ
     per_channel: bool = True
     method: CalibMethod = CalibMethod.MINMAX
+    clip_tail: float | None = None  # MinMax: share of values a range may leave outside; None: the recipe's
     exclude: tuple[str, ...] = ()  # nodes kept in float
     eval_dir: Path | None = None  # None: every 4th calibration photo is held out
     eval_limit: int = 64

@@ -29,6 +29,7 @@ from quantkit.files.guard import OutputGuard
 from quantkit.files.ownership import FAMILY_KEY, MODEL_KEY, OutputKind
 from quantkit.files.scratch import scratch_dir
 from quantkit.graph.opset import ai_onnx_opset
+from quantkit.graph.precision import upcast
 from quantkit.graph.prepare import other_size_input, prepare, restore_interface, with_static_input
 from quantkit.model.images import list_images
 from quantkit.model.spec import ModelSpec, load_model, quantized_ops, spec_from_model
@@ -46,6 +47,7 @@ from quantkit.ptq.ranges import (
     encode_ranges,
     histogram_ranges,
     minmax_ranges,
+    saturating_logits,
     save_ranges,
 )
 from quantkit.ptq.report import CalibrationReport, QuantizeReport
@@ -180,6 +182,8 @@ def run_quantize(job: QuantizeJob, progress: Progress | None = None) -> Quantize
         recipe=job.options.recipe.name,
         input_bytes=job.model.stat().st_size,
         output_bytes=job.output.stat().st_size,
+        fp16=job.spec.fp16,
+        float_bytes=run.float_bytes,
         seconds=time.monotonic() - started,
         peak_rss_bytes=peak_rss_bytes(),
         opset_in=job.spec.opset,
@@ -207,6 +211,8 @@ class _Run:
         self.feeds = PhotoFeeds(job.calib, job.spec)
         self.photo_passes = 0
         self.quantizations = 0
+        self.reference = job.model  # what the INT8 masks are checked against (an FP16 model's upcast)
+        self.float_bytes = job.model.stat().st_size  # the FP32 model's size, which INT8 is measured against
         # Hashes every calibration photo's bytes: once per run, not once per cache lookup.
         self.photos_key = photos_digest(job.calib)
 
@@ -215,6 +221,13 @@ class _Run:
         self.feeds.check("calibration")
         spec = self.job.spec
         original = load_model(self.job.model)
+        if (
+            spec.fp16
+        ):  # the FP32 upcast is the float model: statistics, quantization and the check's reference
+            original = upcast(original)
+            self.reference = self.work / "reference-fp32.onnx"
+            onnx.save(original, str(self.reference))
+            self.float_bytes = self.reference.stat().st_size
         path = prepare(with_static_input(original, spec.height, spec.width), self.work)
         del original
         return onnx.load(str(path))
@@ -266,7 +279,7 @@ class _Run:
                     request = request | later.request(model)
                 minmax = self.job.options.method is CalibMethod.MINMAX
                 if minmax and all(later.carries for later in rewrites[k:]):
-                    request = request | StatsRequest.of(calibration_tensors(model), Level.TENSOR)
+                    request = request | self._calibration_request(calibration_tensors(model))
                 stats = self.measure(model, request, f"measuring activations ({rewrite.name})")
             result = rewrite.apply(model, stats or ActivationStats())
             model, stats = result.model, result.stats
@@ -287,8 +300,9 @@ class _Run:
         method = self.job.options.method
         model = onnx.load(str(float_model))
         tensors = calibration_tensors(model)
-        if method is CalibMethod.MINMAX and carried is not None and all(t in carried for t in tensors):
-            ranges = minmax_ranges(carried, tensors)
+        request = self._calibration_request(tensors)
+        if method is CalibMethod.MINMAX and carried is not None and request.covered_by(carried):
+            ranges = self._minmax(carried, tensors, model)
         else:
             ranges = self._measured_ranges(float_model, model, tensors)
         path = self.work / "ranges.json"
@@ -297,21 +311,42 @@ class _Run:
 
     def _measured_ranges(self, path: Path, model: onnx.ModelProto, tensors: list[str]) -> Any:
         method = self.job.options.method
-        key = cache_key("ranges", file_digest(path), self.photos_key, method.value)
+        key = cache_key(
+            "ranges",
+            file_digest(path),
+            self.photos_key,
+            method.value,
+            repr((self.clip_tail, self.job.options.recipe.ranges.saturate_logits)),
+        )
         ranges = self.job.cache.load(key, decode_ranges)
         if ranges is not None:
             return ranges
         self.progress.start(f"calibrating ({method.value})", len(self.feeds))
         tick = self.progress.advance
         if method is CalibMethod.MINMAX:
-            request = StatsRequest.of(tensors, Level.TENSOR)
+            request = self._calibration_request(tensors)
             stats = collect(model, request, self.feeds, self.work, tick=tick, settings=CALIBRATION_SESSION)
-            ranges = minmax_ranges(stats, tensors)
+            ranges = self._minmax(stats, tensors, model)
         else:
             ranges = histogram_ranges(model, tensors, self.feeds, method, self.work, tick=tick)
         self.photo_passes += 1
         self.job.cache.save(key, encode_ranges(ranges))
         return ranges
+
+    def _calibration_request(self, tensors: list[str]) -> StatsRequest:
+        """MinMax ranges need each tensor's min and max; clipped tails, its distribution too."""
+        distributions = frozenset(tensors) if self.clip_tail > 0 else frozenset()
+        return StatsRequest(dict.fromkeys(tensors, Level.TENSOR), distributions=distributions)
+
+    def _minmax(self, stats: ActivationStats, tensors: list[str], model: onnx.ModelProto) -> Any:
+        policy = self.job.options.recipe.ranges
+        saturated = saturating_logits(model) if policy.saturate_logits else set()
+        return minmax_ranges(stats, tensors, self.clip_tail, saturated)
+
+    @property
+    def clip_tail(self) -> float:
+        options = self.job.options
+        return options.recipe.ranges.clip_tail if options.clip_tail is None else options.clip_tail
 
     def quantize(self, ranges: Path, float_nodes: tuple[str, ...]) -> Path:
         self.progress.start("quantizing")
@@ -327,7 +362,7 @@ class _Run:
         job = self.job
         if not job.held_out:
             return None, quantized
-        held = HeldOut(job.held_out, job.spec, job.model, self.work, self.progress)
+        held = HeldOut(job.held_out, job.spec, self.reference, self.work, self.progress)
         for _, reason in held.skipped:
             self.progress.warn(f"skipped held-out image {reason}")
         options = job.options

@@ -40,6 +40,8 @@ class QuantizeReport:
     recipe: str
     input_bytes: int
     output_bytes: int
+    fp16: bool  # the input stored its weights in float16; quantize worked on its FP32 upcast
+    float_bytes: int  # the FP32 model's size (the upcast's, for an FP16 input)
     seconds: float
     peak_rss_bytes: int | None
     opset_in: int
@@ -53,7 +55,8 @@ class QuantizeReport:
 
     @property
     def ratio(self) -> float:
-        return self.output_bytes / self.input_bytes if self.input_bytes else float("nan")
+        """INT8 size over FP32 size (the FP32 upcast's, for an FP16 input)."""
+        return self.output_bytes / self.float_bytes if self.float_bytes else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         opts = self.options
@@ -62,7 +65,9 @@ class QuantizeReport:
             "output": str(self.output),
             "family": {"name": self.detection.family.name, "detected_by": self.detection.by.value},
             "recipe": self.recipe,
+            "input_precision": "fp16" if self.fp16 else "fp32",
             "input_bytes": self.input_bytes,
+            "fp32_bytes": self.float_bytes,
             "output_bytes": self.output_bytes,
             "size_ratio": round(self.ratio, 4),
             "seconds": round(self.seconds, 1),

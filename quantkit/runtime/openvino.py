@@ -92,6 +92,7 @@ class OpenVinoRunner:
         if not 0 <= mask_output < outputs:
             raise QuantkitError(f"model {model} has {outputs} outputs; there is no output {mask_output}")
         self._input_name: str = inputs[0].get_any_name()
+        self._dtype = np.float16 if inputs[0].get_element_type() == ov.Type.f16 else np.float32
         self._mask_output = mask_output
         self._request = self._compiled.create_infer_request()
 
@@ -120,7 +121,8 @@ class OpenVinoRunner:
         ``share_outputs`` hands back views of the request's buffers, which the next
         ``run`` overwrites, so the mask is copied; the six side outputs are not.
         """
-        outputs = self._request.infer({0: tensor}, share_inputs=True, share_outputs=True)
+        feed = tensor.astype(self._dtype, copy=False)
+        outputs = self._request.infer({0: feed}, share_inputs=True, share_outputs=True)
         return np.array(outputs[self._mask_output], copy=True)
 
     def conv_precisions(self) -> dict[str, int]:

@@ -65,7 +65,10 @@ class OrtRunner:
 
     def __init__(self, model: Path, settings: RuntimeSettings, output: int = 0) -> None:
         self.session = ort_session(model, settings)
-        self._input = self.session.get_inputs()[0].name
+        image = self.session.get_inputs()[0]
+        self._input = image.name
+        # An FP16 export without float32 inputs takes float16 (onnxruntime does not convert).
+        self._dtype = np.float16 if image.type == "tensor(float16)" else np.float32
         self._outputs = [self.session.get_outputs()[output].name]
 
     @property
@@ -73,4 +76,6 @@ class OrtRunner:
         return str(self._input)
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(self._outputs, {self._input: tensor})[0])
+        return np.asarray(
+            self.session.run(self._outputs, {self._input: tensor.astype(self._dtype, copy=False)})[0]
+        )

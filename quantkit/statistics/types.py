@@ -5,6 +5,12 @@ MinMax calibration needs), ``CHANNEL`` (min and max per channel - equalisation),
 ``MOMENTS`` (per channel also the mean and mean square, over images - offset
 absorption's safety margin). A higher level answers every lower one, so merged
 requests take the highest level asked per tensor.
+
+Orthogonal to the level, a tensor can also have its value *distribution* measured:
+a histogram over fixed, logarithmically spaced bins (:class:`Bins`) of a strided
+sample of its values, which range estimators read percentiles from
+(:mod:`quantkit.ptq.ranges`). Fixed bins need no range measured beforehand, so the
+distribution costs no pass of its own, and histograms of different photos simply add.
 """
 
 from __future__ import annotations
@@ -20,6 +26,44 @@ class Level(IntEnum):
     TENSOR = 1
     CHANNEL = 2
     MOMENTS = 3
+
+
+@dataclass(frozen=True)
+class Bins:
+    """Fixed histogram bins for any float tensor: ``per_decade`` bins per factor of ten of
+    |x| from ``10**low`` to ``10**high``, on each side of zero, and one bin for |x| below
+    ``10**low`` (zeros). 2.2% wide relative to the value: a percentile read from them is
+    within 2.2% of the sample's own."""
+
+    low: int = -8
+    high: int = 8
+    per_decade: int = 104
+
+    @property
+    def side(self) -> int:
+        return (self.high - self.low) * self.per_decade
+
+    @property
+    def count(self) -> int:
+        return 2 * self.side + 1  # negative magnitudes (descending), zero, positive (ascending)
+
+    def histogram(self, values: np.ndarray) -> np.ndarray:
+        flat = np.asarray(values, dtype=np.float64).ravel()
+        magnitude = np.abs(flat)
+        with np.errstate(divide="ignore"):
+            step = np.floor((np.log10(magnitude) - self.low) * self.per_decade)
+        step = np.clip(np.nan_to_num(step, nan=-1.0, neginf=-1.0), -1, self.side - 1).astype(np.int64)
+        index = np.where(step < 0, self.side, np.where(flat < 0, self.side - 1 - step, self.side + 1 + step))
+        return np.bincount(index, minlength=self.count).astype(np.int64)
+
+    def upper_edges(self) -> np.ndarray:
+        """The largest value each bin holds (bins in histogram order)."""
+        top = 10.0 ** (self.low + (np.arange(self.side) + 1) / self.per_decade)
+        bottom = 10.0 ** (self.low + np.arange(self.side) / self.per_decade)
+        return np.concatenate([-bottom[::-1], [10.0**self.low], top])
+
+
+BINS = Bins()
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,11 +100,12 @@ class StatsRequest:
 
     tensors: Mapping[str, Level] = field(default_factory=dict)
     projections: Mapping[str, Projection] = field(default_factory=dict)
+    distributions: frozenset[str] = frozenset()  # tensors whose value histogram is sampled too
 
     def __post_init__(self) -> None:
-        missing = [name for name in self.projections if name not in self.tensors]
+        missing = [name for name in [*self.projections, *self.distributions] if name not in self.tensors]
         if missing:
-            raise ValueError(f"projections without a level: {missing}")
+            raise ValueError(f"projections or distributions without a level: {missing}")
 
     @classmethod
     def of(cls, names: Iterable[str], level: Level) -> StatsRequest:
@@ -74,19 +119,25 @@ class StatsRequest:
             mine = self.projections.get(name)
             if mine is not None and mine.digest() != projection.digest():
                 raise ValueError(f"two different projections named {name!r}")
-        return StatsRequest(merged, {**self.projections, **other.projections})
+        return StatsRequest(
+            merged, {**self.projections, **other.projections}, self.distributions | other.distributions
+        )
 
     def key(self) -> str:
         """What the request measures, as text for a cache key (projections by digest)."""
         projections = sorted((name, p.digest()) for name, p in self.projections.items())
-        return repr((sorted(self.tensors.items()), projections))
+        if not self.distributions:  # the key of a request without distributions is as it always was
+            return repr((sorted(self.tensors.items()), projections))
+        return repr((sorted(self.tensors.items()), projections, sorted(self.distributions), BINS))
 
     def __bool__(self) -> bool:
         return bool(self.tensors)
 
     def covered_by(self, stats: ActivationStats) -> bool:
         """Whether ``stats`` already answers every tensor of this request at its level."""
-        return all(name in stats and stats[name].level >= level for name, level in self.tensors.items())
+        return all(
+            name in stats and stats[name].level >= level for name, level in self.tensors.items()
+        ) and all(stats[name].histogram is not None for name in self.distributions)
 
 
 @dataclass
@@ -99,6 +150,7 @@ class ChannelStats:
     total: np.ndarray | None = None  # MOMENTS: sum over images of the per-image channel mean
     total_sq: np.ndarray | None = None  # MOMENTS: sum over images of the per-image channel mean of x²
     images: int = 0
+    histogram: np.ndarray | None = None  # counts over ``BINS`` of sampled values, all channels together
 
     @property
     def mean(self) -> np.ndarray:
@@ -123,6 +175,7 @@ class ChannelStats:
         if self.level < Level.CHANNEL:
             return self
         pick = np.asarray(list(channels))
+        repeats = np.bincount(pick, minlength=len(self.minimum))
         return ChannelStats(
             self.level,
             self.minimum[pick],
@@ -130,6 +183,8 @@ class ChannelStats:
             None if self.total is None else self.total[pick],
             None if self.total_sq is None else self.total_sq[pick],
             self.images,
+            # Every channel repeated equally: the same values in the same proportions.
+            self.histogram if np.all(repeats == repeats[0]) else None,
         )
 
     @property
@@ -162,6 +217,8 @@ def encode_stats(stats: ActivationStats) -> bytes:
         arrays[f"{k}.min"], arrays[f"{k}.max"] = entry.minimum, entry.maximum
         if entry.total is not None and entry.total_sq is not None:
             arrays[f"{k}.total"], arrays[f"{k}.total_sq"] = entry.total, entry.total_sq
+        if entry.histogram is not None:
+            arrays[f"{k}.histogram"] = entry.histogram
     arrays["index"] = np.frombuffer(json.dumps([stats.images, index]).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
@@ -185,5 +242,6 @@ def decode_stats(data: bytes) -> ActivationStats:
                 archive[f"{k}.total"] if moments else None,
                 archive[f"{k}.total_sq"] if moments else None,
                 int(count),
+                archive.get(f"{k}.histogram"),
             )
     return stats
