@@ -16,9 +16,7 @@ import logging
 import signal
 import sys
 
-import click
 import typer
-import typer.core
 from rich.markup import escape
 
 from quantkit import __version__
@@ -32,10 +30,6 @@ EXIT_CODES = (
     "2 bad input or environment (one 'error:' line says what); 130 interrupted (Ctrl-C); "
     "143 terminated (SIGTERM)."
 )
-
-# typer >= 0.20 prints the Python type after every argument's metavar ("MODEL... <list[Path]>");
-# the metavars already say what goes there.
-typer.core.TyperArgument.display_type = lambda self, ctx: ""  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="quantkit",
@@ -85,17 +79,21 @@ def _error(message: str, code: int) -> int:
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 
 
-def _click_classes(name: str, *extra: type[BaseException]) -> tuple[type[BaseException], ...]:
-    """click's exception ``name``, and the copy recent typer releases vendor (not a subclass of click's:
-    catching only click's let every usage error end in a traceback)."""
-    found: dict[type[BaseException], None] = dict.fromkeys(extra)
-    for module in (click.exceptions, typer):
-        cls = getattr(module, name, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """The exception class ``name`` as the installed typer raises it, through typer's public API only.
+
+    typer < 0.26 re-exports click's classes (``typer.Exit is click.exceptions.Exit``); typer >= 0.26
+    vendors click, no longer depends on it, and has classes of its own that are not click's
+    (catching only click's let every usage error end in a traceback). Its ``ClickException`` is
+    exported by neither: it is reached through the ancestry of ``typer.BadParameter``.
+    """
+    found: dict[type[BaseException], None] = {}
+    candidates = [getattr(typer, name, None), *typer.BadParameter.__mro__]
+    for cls in candidates:
+        if isinstance(cls, type) and cls.__name__ == name and issubclass(cls, BaseException):
             found[cls] = None
-    for cls in typer.BadParameter.__mro__:  # the vendored ClickException is only reachable this way
-        if cls.__name__ == name and issubclass(cls, BaseException):
-            found[cls] = None
+    if not found:  # pragma: no cover - a typer that renamed them: fail at import, not at the first error
+        raise ImportError(f"typer {getattr(typer, '__version__', '?')} has no {name} exception")
     return tuple(found)
 
 

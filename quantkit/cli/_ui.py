@@ -105,11 +105,13 @@ class RichProgress:
         self._began = time.perf_counter()
 
     def __enter__(self) -> RichProgress:
-        self._bar.start()
+        if not VERBOSITY.quiet:  # rich < 14.3 prints an empty line when a disabled bar stops
+            self._bar.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
+        if not VERBOSITY.quiet:
+            self._bar.stop()
 
     def start(self, label: str, total: int | None = None) -> None:
         if self._task is not None:
