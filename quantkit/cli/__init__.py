@@ -21,12 +21,13 @@ from rich.markup import escape
 
 from quantkit import __version__
 from quantkit.cli import bench, compare, quantize, remove
-from quantkit.cli._ui import VERBOSITY, err_console
+from quantkit.cli._ui import VERBOSITY, err_console, library_logs_verbose_only
 from quantkit.errors import ExitCode, QuantkitError, Terminated
 from quantkit.files.scratch import interrupted_by, sigterm_raises
 
 EXIT_CODES = (
-    "Exit codes: 0 success; 1 an accuracy gate threshold was missed (compare); "
+    "Exit codes: 0 success; 1 an accuracy gate threshold was missed (compare), or the quantized "
+    "model missed its held-out check's target (quantize: nothing written without --keep-failed); "
     "2 bad input or environment (one 'error:' line says what); 130 interrupted (Ctrl-C); "
     "143 terminated (SIGTERM)."
 )
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(argv: list[str] | None) -> int:
     try:
-        result = app(args=argv, standalone_mode=False)
+        with library_logs_verbose_only():
+            result = app(args=argv, standalone_mode=False)
     except BaseException as exc:
         return _exit_code(exc)
     if interrupted_by() is not None:
