@@ -157,7 +157,8 @@ def plan_quantize(
     if held_out and not isa.runs(options.target_cpu):
         progress.warn(
             f"this CPU ({isa.describe()}) cannot run a --target-cpu {options.target_cpu.value} file on its "
-            "integer kernels: the held-out check runs its QDQ graph in float instead (exact, slower)"
+            "integer kernels: the held-out check runs its QDQ graph in float instead "
+            "(right up to float rounding, slower)"
         )
     return QuantizeJob(
         model, output, spec, interface, options, calib, held_out, isa, cache, guard, keep_failed
