@@ -72,7 +72,7 @@ def main() -> None:
             path = folder / f"ranges{seed}.json"
             path.write_text(json.dumps(nudged(ranges, args.nudge, seed) if seed else ranges))
             model = folder / ("as-shipped.onnx" if seed == 0 else f"nudged-{seed}.onnx")
-            quantize_with_ranges(float_copy, path, model, options, job.isa, ())
+            quantize_with_ranges(float_copy, path, model, options, ())
             models.append(model)
         report = quantkit.compare(
             U2NETP, *models, images=data / "images", masks=data / "masks", limit=args.limit

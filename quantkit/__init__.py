@@ -31,14 +31,20 @@ _EXPORTS = {
     "RuntimeSettings": "quantkit.runtime.base",
     "Thresholds": "quantkit.accuracy.gate",
     "QuantkitError": "quantkit.errors",
+    "GateFailed": "quantkit.errors",
+    "CheckFailed": "quantkit.ptq.report",
+    "TargetCpu": "quantkit.isa",
 }
 __all__ = [
     "BenchOptions",
+    "CheckFailed",
+    "GateFailed",
     "QuantizeOptions",
     "QuantkitError",
     "RemoveOptions",
     "RuntimeSettings",
     "Session",
+    "TargetCpu",
     "Thresholds",
     "__version__",
     "bench",
@@ -53,8 +59,10 @@ if TYPE_CHECKING:
     from quantkit.accuracy.gate import Thresholds
     from quantkit.api import bench, compare, quantize, remove
     from quantkit.bench.measure import BenchOptions
-    from quantkit.errors import QuantkitError
+    from quantkit.errors import GateFailed, QuantkitError
+    from quantkit.isa import TargetCpu
     from quantkit.ptq.options import QuantizeOptions
+    from quantkit.ptq.report import CheckFailed
     from quantkit.removal.remove import RemoveOptions
     from quantkit.removal.session import Session, cutout, new_session
     from quantkit.runtime.base import RuntimeSettings

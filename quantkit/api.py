@@ -32,14 +32,23 @@ def quantize(
     output: PathLike | None = None,
     options: QuantizeOptions | None = None,
     force: bool = False,
+    keep_failed: bool = False,
     progress: Progress | None = None,
 ) -> QuantizeReport:
     """Quantize an FP32 U²-Net/IS-Net model to INT8 (default output: MODEL.int8.onnx).
 
-    ``force`` replaces an existing output only if quantkit wrote it.
+    ``force`` replaces an existing output only if quantkit wrote it. Raises
+    :class:`~quantkit.ptq.report.CheckFailed` (a :class:`~quantkit.errors.GateFailed`, with the
+    whole report as ``.report``) when the held-out check misses its target after the search;
+    nothing is written then unless ``keep_failed``.
     """
     job = plan_quantize(
-        Path(model), output=Path(output) if output else None, options=options, force=force, progress=progress
+        Path(model),
+        output=Path(output) if output else None,
+        options=options,
+        force=force,
+        keep_failed=keep_failed,
+        progress=progress,
     )
     return run_quantize(job, progress)
 

@@ -125,7 +125,7 @@ def test_thresholds_from_pyproject(tmp_path: Path) -> None:
     config.write_text("[project]\nname = 'x'\n")
     assert from_pyproject(config) == Thresholds() and not Thresholds().any
     project = from_pyproject(ROOT / "pyproject.toml")
-    assert project.min_iou == 0.975 and project.within_noise == 0.015
+    assert project.min_iou == 0.975 and project.within_noise == 0.02
 
 
 def test_cli_exit_codes(

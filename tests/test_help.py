@@ -18,6 +18,7 @@ import pytest
 from .cli_helpers import quantkit
 
 COMMANDS = ["quantize", "compare", "bench", "remove"]
+ARGUMENT_TYPE = re.compile(r"^(  [A-Z][A-Z ]*(?:\.\.\.)?) <(?:path|list\[Path\])>")
 HOLES = [
     (re.compile(r"\s\.(\s|$)"), "a space before a full stop: something between them vanished"),
     (re.compile(r"\(\s*\)|\[\s*\]"), "empty brackets"),
@@ -46,6 +47,9 @@ def test_help_has_no_holes_and_fits_80_columns(command: str) -> None:
         assert len(line) <= 80, line
         if line.lstrip().startswith(("-", "Usage")) or not line.strip():
             continue  # option names and usage lines have their own spacing
+        # typer >= 0.20 follows an argument's metavar with its Python type ("MODEL <path>"), and
+        # offers no public way to hide it (quantkit patched typer's internals for that; no more).
+        line = ARGUMENT_TYPE.sub("", line)
         for pattern, what in HOLES:
             assert not pattern.search(line), f"{what}: {line!r}"
     assert "Exit codes:" in text

@@ -87,13 +87,17 @@ def test_mask_output_threads_and_spinning_reach_the_compiled_model() -> None:
         OpenVinoRunner(U2NETP, RuntimeSettings(), mask_output=7)
 
 
+# OpenVINO's own words: 2025.0 says "Error during import of ONNX model ...", later releases this.
+PARSE_ERROR = "Model can't be parsed|Error during import of ONNX model"
+
+
 @needs_openvino
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
         (None, "Could not open the file"),
-        (b"not a model\n", "Model can't be parsed"),
-        (U2NETP.read_bytes()[:100_000], "Model can't be parsed"),
+        (b"not a model\n", PARSE_ERROR),
+        (U2NETP.read_bytes()[:100_000], PARSE_ERROR),
     ],
     ids=["missing", "text", "truncated"],
 )
@@ -106,7 +110,8 @@ def test_unloadable_model_is_one_line_error(
     with pytest.raises(QuantkitError) as caught:
         OpenVinoRunner(path, RuntimeSettings())
     message = str(caught.value)
-    assert message.startswith(f"openvino cannot load {path}: ") and reason in message
+    assert message.startswith(f"openvino cannot load {path}: ")
+    assert any(r in message for r in reason.split("|")), message
     assert "\n" not in message
     assert capfd.readouterr().err == ""  # no other frontend's parser noise
 

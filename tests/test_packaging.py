@@ -5,24 +5,28 @@ from any folder but a clone: the calibration photos were not in the package) and
 lacked the LICENSE file. The wheel is built from this checkout here and looked
 into; the slow test installs it apart from the source tree and quantizes u2netp
 from an unrelated folder with no options.
+
+Then a fresh install died at start: typer 0.26 stopped depending on click, which
+quantkit imported without declaring it (the ``rembg`` extra happened to bring it,
+so a development install hid it). Every package quantkit imports is now checked
+against pyproject.toml here; ``.ci/run`` installs the bare wheel in a fresh venv,
+and runs the quick tests on the lowest releases the bounds allow.
 """
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from .conftest import ROOT, U2NETP
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +64,70 @@ def test_wheel_carries_photos_licences_and_types(wheel: Path) -> None:
     requires = [
         line for line in text.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
     ]
-    core = {line.split()[1].split(">")[0].split("=")[0].split(";")[0] for line in requires}
-    assert core == {"onnx", "onnxruntime", "numpy", "pillow", "typer", "rich", "sympy", "tomli"}
+    core = {_requirement_name(line.split(maxsplit=1)[1]) for line in requires}
+    assert core == {"onnx", "onnxruntime", "numpy", "pillow", "typer", "rich"}
+
+
+# Import names that differ from the distribution that provides them.
+DISTRIBUTION_OF = {"PIL": "pillow"}
+
+
+def _imported_packages() -> dict[str, set[str]]:
+    """Top-level packages quantkit/ imports (``import``, ``from``, ``import_module("...")``) -> files."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "quantkit").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                names = [node.args[0].value]
+            for name in names:
+                top = name.split(".")[0]
+                if top != "quantkit" and top not in sys.stdlib_module_names:
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _requirement_name(requirement: str) -> str:
+    name = re.split(r"[\[<>=!~;\s]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared() -> tuple[list[str], list[str]]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [r for group in project["optional-dependencies"].values() for r in group]
+    return list(project["dependencies"]), extras
+
+
+def test_every_imported_package_is_declared() -> None:
+    core, extras = _declared()
+    declared = {_requirement_name(r) for r in [*core, *extras]}
+    imported = _imported_packages()
+    assert {"typer", "onnxruntime", "PIL", "openvino"} <= imported.keys()  # the scan sees them all
+    missing = {
+        name: sorted(files)
+        for name, files in imported.items()
+        if _requirement_name(DISTRIBUTION_OF.get(name, name)) not in declared
+    }
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_dependencies_have_lower_bounds_and_no_upper_bounds() -> None:
+    """.ci/run installs the lowest releases the bounds allow; a cap would need a known-broken release."""
+    core, extras = _declared()
+    for requirement in [*core, *extras]:
+        spec = requirement.split(";")[0]
+        assert ">=" in spec, requirement
+        assert "<" not in spec.replace(">=", "") and "==" not in spec, requirement
 
 
 @pytest.mark.slow

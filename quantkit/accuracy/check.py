@@ -68,6 +68,24 @@ class CheckReport:
     label: str = "held-out check"
 
     @property
+    def passed(self) -> bool:
+        """Whether the model as shipped reaches the target (after the search, if one ran)."""
+        return self.final.mean >= self.target
+
+    def verdict(self) -> str:
+        """The measured IoU against the target, in one phrase."""
+        where = (
+            f"the JPEG-95 noise floor {self.floor.mean:.4f} less the tolerance {self.tolerance:.4f}"
+            if self.target_is_floor
+            else "--target-iou"
+        )
+        relation = ">=" if self.passed else "<"
+        return (
+            f"held-out IoU vs FP32 {self.final.mean:.4f} {relation} target {self.target:.4f} ({where}) "
+            f"on {len(self.photos)} photos"
+        )
+
+    @property
     def gap(self) -> float:
         """INT8 mean IoU minus the noise floor's: >= 0 means within the noise."""
         return self.final.mean - self.floor.mean
@@ -95,6 +113,7 @@ class CheckReport:
             "target_iou": self.target,
             "tolerance": self.tolerance,
             "target": "noise floor" if self.target_is_floor else "--target-iou",
+            "passed": self.passed,
             "search": self.search.to_dict() if self.search else None,
             "worst_layers": [loss.to_dict() for loss in self.losses[:8]],
         }
@@ -143,7 +162,7 @@ def check_and_search(
     final = baseline
     if baseline.iou.mean < target and settings.search:
         progress.start("ranking layers by signal lost")
-        losses = layer_losses(float_path, quantized, held.feeds_in_order(), work)
+        losses = layer_losses(float_path, quantized, held.feeds_in_order(), work, held.settings)
         float_model = light_copy(onnx.load(str(float_path)))  # the search reads structure and shapes only
         macs = conv_macs(float_model)
         total = max(sum(macs.values()), 1)

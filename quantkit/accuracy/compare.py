@@ -24,6 +24,7 @@ from quantkit.accuracy.noise import JPEG_QUALITY, Within, jpeg_resave
 from quantkit.accuracy.saliency import SaliencyMetrics, SaliencyScores
 from quantkit.errors import QuantkitError
 from quantkit.files.guard import OutputGuard
+from quantkit.isa import IsaInfo, host_isa
 from quantkit.model.family import DetectedBy, Detection
 from quantkit.model.images import ImageReadError, SkipLog, iter_images, list_images, open_image
 from quantkit.model.masks import predict_mask_array
@@ -58,6 +59,7 @@ class CompareReport:
     skipped: list[tuple[str, str]]
     missing_masks: list[str]
     settings: RuntimeSettings
+    isa: IsaInfo  # the CPU the masks were computed on: INT8 masks can depend on it (quantkit.isa)
 
     @property
     def reference(self) -> ModelScores:
@@ -88,6 +90,7 @@ class CompareReport:
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
             "missing_masks": self.missing_masks,
             "runtime": self.settings.to_dict(),
+            "isa": self.isa.to_dict(),
             "jpeg95": floor,
             "reference": {
                 "model": str(ref.path),
@@ -252,4 +255,5 @@ def run_compare(job: CompareJob, progress: Progress | None = None) -> CompareRep
         skipped=[(p.name, r) for p, r in skips.skipped],
         missing_masks=missing,
         settings=job.settings,
+        isa=host_isa(),
     )

@@ -14,18 +14,13 @@ bar, that one moves with the photos: hard photos lower the floor and the bar.
 from __future__ import annotations
 
 import math
-import sys
+import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from quantkit.accuracy.compare import CompareReport
 from quantkit.errors import QuantkitError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def caption(report: BenchReport) -> str:
     env = report.environment
     versions = ", ".join(f"{name} {env[name]}" for name in ("onnxruntime", "openvino") if name in env)
     return (
-        f"{env['cpu']} ({env['cpu_count']} logical cores), {versions}; "
+        f"{env['cpu']} ({env['cpu_count']} logical cores; {report.isa.describe()}), {versions}; "
         f"{report.options.runs} timed runs per entry, interleaved; ratios against entry 1"
     )
 

@@ -16,26 +16,21 @@ import logging
 import signal
 import sys
 
-import click
 import typer
-import typer.core
 from rich.markup import escape
 
 from quantkit import __version__
 from quantkit.cli import bench, compare, quantize, remove
-from quantkit.cli._ui import VERBOSITY, err_console
+from quantkit.cli._ui import VERBOSITY, err_console, library_logs_verbose_only
 from quantkit.errors import ExitCode, QuantkitError, Terminated
 from quantkit.files.scratch import interrupted_by, sigterm_raises
 
 EXIT_CODES = (
-    "Exit codes: 0 success; 1 an accuracy gate threshold was missed (compare); "
+    "Exit codes: 0 success; 1 an accuracy gate threshold was missed (compare), or the quantized "
+    "model missed its held-out check's target (quantize: nothing written without --keep-failed); "
     "2 bad input or environment (one 'error:' line says what); 130 interrupted (Ctrl-C); "
     "143 terminated (SIGTERM)."
 )
-
-# typer >= 0.20 prints the Python type after every argument's metavar ("MODEL... <list[Path]>");
-# the metavars already say what goes there.
-typer.core.TyperArgument.display_type = lambda self, ctx: ""  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="quantkit",
@@ -85,17 +80,21 @@ def _error(message: str, code: int) -> int:
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 
 
-def _click_classes(name: str, *extra: type[BaseException]) -> tuple[type[BaseException], ...]:
-    """click's exception ``name``, and the copy recent typer releases vendor (not a subclass of click's:
-    catching only click's let every usage error end in a traceback)."""
-    found: dict[type[BaseException], None] = dict.fromkeys(extra)
-    for module in (click.exceptions, typer):
-        cls = getattr(module, name, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """The exception class ``name`` as the installed typer raises it, through typer's public API only.
+
+    typer < 0.26 re-exports click's classes (``typer.Exit is click.exceptions.Exit``); typer >= 0.26
+    vendors click, no longer depends on it, and has classes of its own that are not click's
+    (catching only click's let every usage error end in a traceback). Its ``ClickException`` is
+    exported by neither: it is reached through the ancestry of ``typer.BadParameter``.
+    """
+    found: dict[type[BaseException], None] = {}
+    candidates = [getattr(typer, name, None), *typer.BadParameter.__mro__]
+    for cls in candidates:
+        if isinstance(cls, type) and cls.__name__ == name and issubclass(cls, BaseException):
             found[cls] = None
-    for cls in typer.BadParameter.__mro__:  # the vendored ClickException is only reachable this way
-        if cls.__name__ == name and issubclass(cls, BaseException):
-            found[cls] = None
+    if not found:  # pragma: no cover - a typer that renamed them: fail at import, not at the first error
+        raise ImportError(f"typer {getattr(typer, '__version__', '?')} has no {name} exception")
     return tuple(found)
 
 
@@ -118,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(argv: list[str] | None) -> int:
     try:
-        result = app(args=argv, standalone_mode=False)
+        with library_logs_verbose_only():
+            result = app(args=argv, standalone_mode=False)
     except BaseException as exc:
         return _exit_code(exc)
     if interrupted_by() is not None:

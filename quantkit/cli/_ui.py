@@ -8,9 +8,11 @@ to stderr, results to stdout (to stderr when stdout carries ``--json -``).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -105,11 +107,13 @@ class RichProgress:
         self._began = time.perf_counter()
 
     def __enter__(self) -> RichProgress:
-        self._bar.start()
+        if not VERBOSITY.quiet:  # rich < 14.3 prints an empty line when a disabled bar stops
+            self._bar.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
+        if not VERBOSITY.quiet:
+            self._bar.stop()
 
     def start(self, label: str, total: int | None = None) -> None:
         if self._task is not None:
@@ -178,3 +182,38 @@ def out_console(json_target: Path | None) -> Console:
 def show(text: str, json_target: Path | None) -> None:
     """A result: printed with -q too ("only results and errors"), unlike progress, warnings and notes."""
     out_console(json_target).print(escape(text), highlight=False)
+
+
+class _VerboseOnly(logging.Handler):
+    """Library log records on stderr as Python would print them ('WARNING:root:...'), with -v only."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if VERBOSITY.verbose and not VERBOSITY.quiet:
+            line = f"{record.levelname}:{record.name}:{record.getMessage()}"
+            err_console.print(escape(line), highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def library_logs_verbose_only() -> Iterator[None]:
+    """For one command: what libraries log through the root logger reaches stderr with -v only.
+
+    onnxruntime's quantization tools log with ``logging.warning(...)`` on the root logger
+    ("Expected bias ... to be an initializer"); unconfigured, the first such call installs a
+    stderr handler (``logging.basicConfig``) and the lines land between the progress bar and
+    the summary, where they read as quantkit's problems. Here the root logger gets one handler
+    of its own instead (so ``basicConfig`` never runs) and its level and handlers are put back
+    afterwards; onnxruntime is not touched.
+    """
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    handler = _VerboseOnly(logging.WARNING)
+    for existing in saved_handlers:
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for existing in saved_handlers:
+            root.addHandler(existing)
+        root.setLevel(saved_level)

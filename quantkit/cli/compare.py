@@ -192,7 +192,11 @@ def render(result: CompareReport, worst: int) -> str:
                 "",
             )
         )
-    parts = [f"mask agreement with {ref.path.name} on {result.images} photos", table(header, rows)]
+    parts = [
+        f"mask agreement with {ref.path.name} on {result.images} photos",
+        table(header, rows),
+        f"CPU: {result.isa.describe()}; runtime {result.settings.runtime.value}",
+    ]
     if ref.truth is not None:
         gt_rows = []
         for model in result.models:

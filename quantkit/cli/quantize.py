@@ -17,10 +17,11 @@ from quantkit.cli._ui import (
     pairs,
     show,
 )
+from quantkit.isa import TargetCpu
 from quantkit.passes.recipes import RECIPES, get_recipe
 from quantkit.ptq.options import CalibMethod, QuantFormat, QuantizeOptions
 from quantkit.ptq.pipeline import plan_quantize, run_quantize
-from quantkit.ptq.report import QuantizeReport
+from quantkit.ptq.report import CheckFailed, QuantizeReport
 
 SHORT = "FP32 model in, INT8 model out, masks kept."
 NAME = "quantize"
@@ -152,6 +153,22 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not reuse or store measured statistics.")
     ] = False,
+    target_cpu: Annotated[
+        TargetCpu,
+        typer.Option(
+            "--target-cpu",
+            metavar="any|vnni",
+            help="any: 7-bit weights, right on every CPU. vnni: 8-bit weights, for CPUs with "
+            "AVX-512 VNNI, AVX-VNNI or ARM dot product only (quantkit refuses the file elsewhere).",
+        ),
+    ] = TargetCpu.ANY,
+    keep_failed: Annotated[
+        bool,
+        typer.Option(
+            "--keep-failed",
+            help="Write the model even if it misses the held-out check's target (still exit 1).",
+        ),
+    ] = False,
     force: ForceOption = False,
     json_out: JsonOption = None,
 ) -> None:
@@ -171,15 +188,24 @@ def run(
         noise_margin=noise_margin,
         search_seconds=search_seconds,
         max_slowdown=max_slowdown,
+        target_cpu=target_cpu,
         use_cache=not no_cache,
         cache_dir=cache_dir,
     )
+    failed: CheckFailed | None = None
     with RichProgress() as progress:
-        job = plan_quantize(model, output=output, options=options, force=force, progress=progress)
+        job = plan_quantize(
+            model, output=output, options=options, force=force, keep_failed=keep_failed, progress=progress
+        )
         guard_json(job.guard, json_out)
-        report = run_quantize(job, progress)
+        try:
+            report = run_quantize(job, progress)
+        except CheckFailed as exc:  # the summary and the JSON say why; then the error line, exit 1
+            failed, report = exc, exc.report
     show(render(report), json_out)
     emit_json(json_out, report.to_dict(), NAME)
+    if failed is not None:
+        raise failed
 
 
 def render(report: QuantizeReport) -> str:
@@ -187,7 +213,11 @@ def render(report: QuantizeReport) -> str:
     fp16 = f", FP16: quantized from its FP32 upcast, {report.float_bytes / 1e6:.2f} MB" if report.fp16 else ""
     rows = [
         ("input", f"{report.model}  {report.input_bytes / 1e6:.2f} MB  (opset {report.opset_in}{fp16})"),
-        ("output", f"{report.output}  {report.output_bytes / 1e6:.2f} MB  (opset {report.opset_out})"),
+        (
+            "output",
+            f"{report.output}  {report.output_bytes / 1e6:.2f} MB  (opset {report.opset_out})"
+            + ("" if report.written else "  NOT WRITTEN: failed the check (--keep-failed keeps it)"),
+        ),
         ("size ratio", f"{report.ratio:.3f}x of FP32"),
         ("family", f"{report.detection.family.name} (from the {report.detection.by.value})"),
         ("recipe", report.recipe),
@@ -201,7 +231,8 @@ def render(report: QuantizeReport) -> str:
     rows.append(("stayed float", ", ".join(f"{name} ({op})" for name, op in census.float_nodes) or "none"))
     rows += [(r.label, r.summary()) for _, r in report.passes if r.summary()]
     if report.check is not None:
-        rows.append((report.check.label, report.check.summary()))
+        failed = "" if report.check.passed else f"; FAILED: {report.check.verdict()}"
+        rows.append((report.check.label, report.check.summary() + failed))
         if report.check.search is not None:
             for island in report.check.search.chosen:
                 rows.append(
@@ -218,8 +249,17 @@ def render(report: QuantizeReport) -> str:
                     f"{search.tried} candidates, {search.seconds:.0f}s, {search.stopped_because.value}",
                 )
             )
-    if report.isa.reduce_range:
-        rows.append(("ISA", "no VNNI: 7-bit weights (reduce_range) to avoid U8S8 saturation"))
+    rows.append(("ISA", _isa_row(report)))
     peak = f", peak memory {report.peak_rss_bytes / mib:,.0f} MiB" if report.peak_rss_bytes else ""
     rows.append(("time", f"{report.seconds:.1f} s{peak}"))
     return f"quantkit quantize\n{pairs(rows)}"
+
+
+def _isa_row(report: QuantizeReport) -> str:
+    target = report.options.target_cpu
+    if target is TargetCpu.VNNI:
+        made = "for VNNI / ARM dot-product CPUs only: 8-bit weights (refused elsewhere)"
+    else:
+        made = "for any CPU: 7-bit weights (|w| <= 64, exact without VNNI too)"
+    how = "" if report.isa.runs(target) else "; checked as its QDQ graph in float"
+    return f"{made}; quantized on {report.isa.describe()}{how}"

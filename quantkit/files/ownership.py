@@ -23,6 +23,8 @@ from quantkit import __version__
 
 MODEL_KEY = "quantkit.version"  # metadata_props key of every model quantkit writes
 FAMILY_KEY = "quantkit.family"  # ...and the family it was quantized as, read back by detection
+TARGET_CPU_KEY = "quantkit.target_cpu"  # ...the CPUs it is made for, read back by the runtime (quantkit.isa)
+WEIGHT_BITS_KEY = "quantkit.weight_bits"  # ...and what that meant for its weights: 7 or 8
 REPORT_MARKER = ".quantkit-report"  # file inside every report folder
 MARKDOWN_HEADER = "<!-- written by quantkit -->"
 PNG_SOFTWARE = f"quantkit {__version__}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from quantkit.isa import TargetCpu
 from quantkit.passes.recipes import DEFAULT, Recipe
 
 
@@ -45,5 +46,6 @@ class QuantizeOptions:
     noise_margin: float = 0.005
     search_seconds: float = 120.0  # a safety net; the candidate limit is the deterministic bound
     max_slowdown: float = 0.06  # estimated latency the search may add over all-INT8
+    target_cpu: TargetCpu = TargetCpu.ANY  # ANY: 7-bit weights, right everywhere; VNNI: 8-bit (quantkit.isa)
     use_cache: bool = True
     cache_dir: Path | None = None  # None: $QUANTKIT_CACHE_DIR or the platform's cache folder

@@ -5,7 +5,8 @@ checked before any work), prepare, rewrite (statistics for all rewrites in as
 few passes over the photos as their dependencies allow), calibration ranges of the
 final float model (carried from those passes, or one of their own),
 ``quantize_static``, check on held-out photos against the noise floor (and
-search if it misses), post-passes, write.
+search if it misses), post-passes, write - or, when the check still misses its target,
+no file at all (unless asked to keep it) and :class:`~quantkit.ptq.report.CheckFailed`.
 """
 
 from __future__ import annotations
@@ -26,18 +27,18 @@ from quantkit.accuracy.search import SearchLimits
 from quantkit.errors import QuantkitError
 from quantkit.files.atomic import atomic_file
 from quantkit.files.guard import OutputGuard
-from quantkit.files.ownership import FAMILY_KEY, MODEL_KEY, OutputKind
+from quantkit.files.ownership import FAMILY_KEY, MODEL_KEY, TARGET_CPU_KEY, WEIGHT_BITS_KEY, OutputKind
 from quantkit.files.scratch import scratch_dir
 from quantkit.graph.opset import ai_onnx_opset
 from quantkit.graph.precision import upcast
 from quantkit.graph.prepare import other_size_input, prepare, restore_interface, with_static_input
+from quantkit.isa import IsaInfo, host_isa
 from quantkit.model.images import list_images
 from quantkit.model.spec import ModelSpec, load_model, quantized_ops, spec_from_model
 from quantkit.passes.base import FloatRewrite, PassReport
 from quantkit.progress import NullProgress, Progress
 from quantkit.ptq.cache import Cache, cache_key, file_digest, photos_digest
 from quantkit.ptq.census import census
-from quantkit.ptq.isa import IsaInfo, detect
 from quantkit.ptq.memory import check_memory
 from quantkit.ptq.options import CalibMethod, QuantizeOptions
 from quantkit.ptq.quantizer import quantize_with_ranges
@@ -50,8 +51,9 @@ from quantkit.ptq.ranges import (
     saturating_logits,
     save_ranges,
 )
-from quantkit.ptq.report import CalibrationReport, QuantizeReport
+from quantkit.ptq.report import CalibrationReport, CheckFailed, QuantizeReport
 from quantkit.ptq.samples import PhotoFeeds
+from quantkit.runtime.base import OptLevel, RuntimeSettings
 from quantkit.runtime.ort import ort_session
 from quantkit.statistics.collect import CALIBRATION_SESSION, STATS_SESSION, collect
 from quantkit.statistics.types import ActivationStats, Level, StatsRequest, decode_stats, encode_stats
@@ -89,9 +91,18 @@ class QuantizeJob:
     options: QuantizeOptions
     calib: list[Path]
     held_out: list[Path]
-    isa: IsaInfo
+    isa: IsaInfo  # the CPU quantizing: it decides how the check runs, never what is written
     cache: Cache
     guard: OutputGuard
+    keep_failed: bool = False  # write the output even if the check misses its target (still an error)
+
+    @property
+    def check_settings(self) -> RuntimeSettings:
+        """How the held-out check runs its models: on onnxruntime's integer kernels where they
+        compute the file right; else (a file for VNNI CPUs made on one without) its QDQ graph
+        as written, in float - what the VNNI CPU computes, up to float rounding, only slower."""
+        exact = self.isa.runs(self.options.target_cpu)
+        return RuntimeSettings(mem_pattern=False, opt_level=OptLevel.ALL if exact else OptLevel.DISABLE)
 
 
 def plan_quantize(
@@ -100,9 +111,16 @@ def plan_quantize(
     output: Path | None = None,
     options: QuantizeOptions | None = None,
     force: bool = False,
+    keep_failed: bool = False,
     progress: Progress | None = None,
+    isa: IsaInfo | None = None,
 ) -> QuantizeJob:
-    """Read and check every input, check the output, choose the photos; raise before any work."""
+    """Read and check every input, check the output, choose the photos; raise before any work.
+
+    ``keep_failed`` writes the output even when the held-out check misses its target (the run
+    still ends in :class:`~quantkit.ptq.report.CheckFailed`); ``isa`` is the quantizing CPU's
+    features (this CPU's unless given): they decide only how the check runs.
+    """
     options = options or QuantizeOptions()
     progress = progress or NullProgress()
     output = output or default_output(model)
@@ -137,7 +155,16 @@ def plan_quantize(
     interface.input.extend(original.graph.input)
     interface.output.extend(original.graph.output)
     cache = Cache.open(options.cache_dir, options.use_cache, progress.warn)
-    return QuantizeJob(model, output, spec, interface, options, calib, held_out, detect(), cache, guard)
+    isa = isa or host_isa()
+    if held_out and not isa.runs(options.target_cpu):
+        progress.warn(
+            f"this CPU ({isa.describe()}) cannot run a --target-cpu {options.target_cpu.value} file on its "
+            "integer kernels: the held-out check runs its QDQ graph in float instead "
+            "(right up to float rounding, slower)"
+        )
+    return QuantizeJob(
+        model, output, spec, interface, options, calib, held_out, isa, cache, guard, keep_failed
+    )
 
 
 def quantize(
@@ -146,16 +173,22 @@ def quantize(
     output: Path | None = None,
     options: QuantizeOptions | None = None,
     force: bool = False,
+    keep_failed: bool = False,
     progress: Progress | None = None,
 ) -> QuantizeReport:
-    """Quantize ``model`` to INT8; the output file appears only when everything succeeded."""
+    """Quantize ``model`` to INT8; the output file appears only when everything succeeded
+    (or, with ``keep_failed``, when only the held-out check failed: :class:`CheckFailed` still)."""
     progress = progress or NullProgress()
-    return run_quantize(
-        plan_quantize(model, output=output, options=options, force=force, progress=progress), progress
+    job = plan_quantize(
+        model, output=output, options=options, force=force, keep_failed=keep_failed, progress=progress
     )
+    return run_quantize(job, progress)
 
 
 def run_quantize(job: QuantizeJob, progress: Progress | None = None) -> QuantizeReport:
+    """Run a planned quantization; raise :class:`CheckFailed` (a failed gate, exit code 1) when
+    the held-out check still misses its target after the search - with no file written unless
+    the job keeps failed ones - so that a broken model never passes for a finished one."""
     progress = progress or NullProgress()
     started = time.monotonic()
     run = _Run(job, progress)
@@ -173,15 +206,18 @@ def run_quantize(job: QuantizeJob, progress: Progress | None = None) -> Quantize
         if job.spec.dynamic_size:  # prepared at a fixed size: give the model its dynamic shapes back
             final = run.restore_dynamic(final)
         final = run.provenance(final, check)
-        with atomic_file(job.output, suffix=".onnx") as tmp:
-            onnx.save(final, str(tmp))
-    return QuantizeReport(
+        passed = check is None or check.passed
+        written = passed or job.keep_failed
+        if written:
+            with atomic_file(job.output, suffix=".onnx") as tmp:
+                onnx.save(final, str(tmp))
+    report = QuantizeReport(
         model=job.model,
         output=job.output,
         detection=job.spec.detection,
         recipe=job.options.recipe.name,
         input_bytes=job.model.stat().st_size,
-        output_bytes=job.output.stat().st_size,
+        output_bytes=job.output.stat().st_size if written else final.ByteSize(),
         fp16=job.spec.fp16,
         float_bytes=run.float_bytes,
         seconds=time.monotonic() - started,
@@ -198,7 +234,11 @@ def run_quantize(job: QuantizeJob, progress: Progress | None = None) -> Quantize
         census=census(final),
         isa=job.isa,
         options=job.options,
+        written=written,
     )
+    if not passed:
+        raise CheckFailed(report)
+    return report
 
 
 class _Run:
@@ -353,16 +393,14 @@ class _Run:
         self.quantizations += 1
         target = self.work / f"quantized-{self.quantizations}.onnx"
         exclude = self.job.options.exclude + float_nodes
-        quantize_with_ranges(
-            self.work / "float.onnx", ranges, target, self.job.options, self.job.isa, exclude
-        )
+        quantize_with_ranges(self.work / "float.onnx", ranges, target, self.job.options, exclude)
         return target
 
     def check(self, float_model: Path, ranges: Path, quantized: Path) -> tuple[CheckReport | None, Path]:
         job = self.job
         if not job.held_out:
             return None, quantized
-        held = HeldOut(job.held_out, job.spec, self.reference, self.work, self.progress)
+        held = HeldOut(job.held_out, job.spec, self.reference, self.work, self.progress, job.check_settings)
         for _, reason in held.skipped:
             self.progress.warn(f"skipped held-out image {reason}")
         options = job.options
@@ -413,17 +451,25 @@ class _Run:
         return restored
 
     def provenance(self, model: onnx.ModelProto, check: CheckReport | None) -> onnx.ModelProto:
-        """Say in the file who made it, how, from what: quantkit's version, recipe, family,
-        calibration photos digest and the held-out IoU (and mark it as quantkit's own)."""
+        """Say in the file who made it, how, from what: quantkit's version, recipe, family, the
+        CPUs it is for and its weights' bits (the runtime refuses a VNNI file elsewhere),
+        calibration photos digest and the held-out IoU - and whether that missed its target, for
+        a file kept with ``--keep-failed`` (and mark it as quantkit's own). Nothing about the CPU
+        that quantized: the same inputs give the same bytes on every machine."""
         job = self.job
+        target = job.options.target_cpu
         values = {
             MODEL_KEY: __version__,
             "quantkit.recipe": job.options.recipe.name,
             FAMILY_KEY: job.spec.family.name,
+            TARGET_CPU_KEY: target.value,
+            WEIGHT_BITS_KEY: str(target.weight_bits),
             "quantkit.calibration": f"{len(self.feeds.used)} photos, sha256 {self.photos_key[:16]}",
         }
         if check is not None:
             values["quantkit.held_out_iou"] = f"{check.final.mean:.4f} (noise floor {check.floor.mean:.4f})"
+            if not check.passed:
+                values["quantkit.check"] = f"FAILED: {check.verdict()}"
         model.producer_name = "quantkit"
         model.producer_version = __version__
         del model.metadata_props[:]

@@ -4,8 +4,8 @@ QDQ (or QOperator) graphs, per-channel signed 8-bit weights, unsigned 8-bit
 activations, ranges from a calibration cache measured beforehand
 (:mod:`quantkit.ptq.ranges`) so the quantizer never calibrates itself - which
 lets the accuracy search quantize a candidate again and again for the cost of
-the quantization alone. 7-bit weights only where the CPU needs them
-(:mod:`quantkit.ptq.isa`).
+the quantization alone. 7-bit weights unless the file is made for VNNI CPUs only
+(:mod:`quantkit.isa`): the CPU that quantizes never decides.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from quantkit.errors import QuantkitError
-from quantkit.ptq.isa import IsaInfo
 from quantkit.ptq.options import QuantFormat, QuantizeOptions
 from quantkit.ptq.ranges import ort_method
 
@@ -23,7 +22,6 @@ def quantize_with_ranges(
     ranges: Path,
     target: Path,
     options: QuantizeOptions,
-    isa: IsaInfo,
     exclude: tuple[str, ...],
 ) -> None:
     """Quantize ``float_model`` with the ranges stored in ``ranges``; write ``target``."""
@@ -37,7 +35,7 @@ def quantize_with_ranges(
             None,
             quant_format=OrtFormat.QDQ if options.fmt is QuantFormat.QDQ else OrtFormat.QOperator,
             per_channel=options.per_channel,
-            reduce_range=isa.reduce_range,
+            reduce_range=options.target_cpu.reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=list(exclude),

@@ -12,10 +12,11 @@ from typing import Any
 
 from quantkit import __version__
 from quantkit.accuracy.check import CheckReport
+from quantkit.errors import GateFailed
+from quantkit.isa import IsaInfo
 from quantkit.model.family import Detection
 from quantkit.passes.base import PassReport
 from quantkit.ptq.census import NodeCensus
-from quantkit.ptq.isa import IsaInfo
 from quantkit.ptq.options import QuantizeOptions
 
 
@@ -50,8 +51,14 @@ class QuantizeReport:
     passes: tuple[tuple[str, PassReport], ...]  # (pass name, its report), in recipe order
     check: CheckReport | None
     census: NodeCensus
-    isa: IsaInfo
+    isa: IsaInfo  # the CPU that quantized (the file does not depend on it; options.target_cpu decides)
     options: QuantizeOptions
+    written: bool = True  # False: the check missed its target and the file was not kept
+
+    @property
+    def passed(self) -> bool:
+        """Whether the held-out check reached its target (True when the recipe has no check)."""
+        return self.check is None or self.check.passed
 
     @property
     def ratio(self) -> float:
@@ -80,7 +87,8 @@ class QuantizeReport:
                 "exclude": list(opts.exclude),
                 "target_iou": opts.target_iou,
                 "noise_margin": opts.noise_margin,
-                "reduce_range": self.isa.reduce_range,
+                "target_cpu": opts.target_cpu.value,
+                "reduce_range": opts.target_cpu.reduce_range,
             },
             "calibration": {
                 "used": list(self.calibration.used),
@@ -89,7 +97,36 @@ class QuantizeReport:
             },
             "passes": {name: report.to_dict() for name, report in self.passes},
             "held_out": self.check.to_dict() if self.check else None,
-            "isa": self.isa.to_dict(),
+            "written": self.written,
+            "passed": self.passed,
+            "isa": {
+                **self.isa.to_dict(),
+                "target_cpu": opts.target_cpu.value,
+                "weight_bits": opts.target_cpu.weight_bits,
+                "reduce_range": opts.target_cpu.reduce_range,
+                "check_runs_integer_kernels": self.isa.runs(opts.target_cpu),
+            },
             "nodes": self.census.to_dict(),
             "quantkit_version": __version__,
         }
+
+
+class CheckFailed(GateFailed):
+    """The model was quantized, and its held-out check still misses the target after the search.
+
+    A failed gate (exit code 1), not a result: on real IS-Net the check measured 0.52 against a
+    floor of 0.995, and ``quantize`` used to write the file and exit 0 - in a pipeline nobody
+    reads the summary. ``report`` says everything the run measured; ``report.written`` whether
+    the file was kept (``keep_failed``) - without it nothing is at the output path.
+    """
+
+    def __init__(self, report: QuantizeReport) -> None:
+        check = report.check
+        verdict = check.verdict() if check is not None else "held-out check failed"
+        kept = (
+            f"kept {report.output} anyway (--keep-failed)"
+            if report.written
+            else "wrote nothing (--keep-failed writes it anyway)"
+        )
+        super().__init__(f"the quantized model failed its check: {verdict}; {kept}")
+        self.report = report
