@@ -95,6 +95,7 @@ class CompareReport:
             "reference": {
                 "model": str(ref.path),
                 "family": ref.spec.family.name,
+                "precision": ref.spec.precision,
                 "size_bytes": ref.size_bytes,
                 "ground_truth": ref.truth.to_dict() if ref.truth else None,
             },
@@ -117,6 +118,7 @@ class CompareReport:
         return {
             "model": str(model.path),
             "family": model.spec.family.name,
+            "precision": model.spec.precision,
             "size_bytes": model.size_bytes,
             "agreement": {
                 "iou": {"mean": log.iou.mean, "p05": log.iou.p05, "min": log.iou.minimum},

@@ -79,7 +79,8 @@ _CLOTH = (
 
 # rembg 2.0.86, rembg/sessions/: u2net.py, u2netp.py, u2net_human_seg.py, silueta.py,
 # u2net_cloth_seg.py, u2net_custom.py, dis_general_use.py, dis_anime.py, dis_custom.py,
-# birefnet_*.py (all subclasses of BiRefNetSessionGeneral: sigmoid on output 0),
+# birefnet_*.py (all subclasses of BiRefNetSessionGeneral: sigmoid on output 0; birefnet_general_fp16.py
+# is birefnet-general converted to float16),
 # bria_rmbg.py, ben_custom.py.
 FAMILIES: tuple[Family, ...] = (
     Family("u2net", Architecture.U2NET, 320, IMAGENET_MEAN, IMAGENET_STD, file_names=_release("u2net")),
@@ -121,6 +122,8 @@ FAMILIES: tuple[Family, ...] = (
         for name, release in (
             ("birefnet-general", "BiRefNet-general-epoch_244"),
             ("birefnet-general-lite", "BiRefNet-general-bb_swin_v1_tiny-epoch_232"),
+            # rembg converts birefnet-general to float16 on first use (float32 inputs and outputs).
+            ("birefnet-general-fp16", "birefnet-general-fp16"),
             ("birefnet-portrait", "BiRefNet-portrait-epoch_150"),
             ("birefnet-dis", "BiRefNet-DIS-epoch_590"),
             ("birefnet-hrsod", "BiRefNet-HRSOD_DHU-epoch_115"),

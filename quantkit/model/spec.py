@@ -70,6 +70,11 @@ class ModelSpec:
         return self.detection.family
 
     @property
+    def precision(self) -> str:
+        """What the file stores: 'int8' (quantized), 'fp16' or 'fp32'."""
+        return "int8" if self.quantized else "fp16" if self.fp16 else "fp32"
+
+    @property
     def size(self) -> tuple[int, int]:
         """(width, height), the order PIL's ``resize`` takes."""
         return (self.width, self.height)

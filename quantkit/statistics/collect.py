@@ -90,7 +90,9 @@ def _projection_node(
 SAMPLE_SIDE = 64
 
 
-def _sample_node(name: str, index: int, dims: list[int] | None) -> tuple[list[onnx.NodeProto], str, list]:
+def _sample_node(
+    name: str, index: int, dims: list[int] | None
+) -> tuple[list[onnx.NodeProto], str, list[onnx.TensorProto]]:
     """Nodes that take every ``stride``-th row and column of a [N, C, H, W] tensor (or all of it)."""
     out = f"quantkit_stats/{index}/sample"
     stride = max(1, min(dims[2:]) // SAMPLE_SIDE) if dims and len(dims) == 4 and all(dims[2:]) else 1
