@@ -83,7 +83,9 @@ def _upcast_file(fp16: Path, folder: Path) -> Path:
     return path
 
 
-def test_compare_and_remove_run_an_fp16_file_as_it_is(u2netp_fp16: Path, photos: Path, tmp_path: Path) -> None:
+def test_compare_and_remove_run_an_fp16_file_as_it_is(
+    u2netp_fp16: Path, photos: Path, tmp_path: Path
+) -> None:
     assert read_spec(u2netp_fp16).fp16 and not read_spec(U2NETP).fp16
     reference = _upcast_file(u2netp_fp16, tmp_path)
     result = quantkit.compare(reference, u2netp_fp16, images=BUNDLED, limit=6, noise_floor=False)
@@ -92,7 +94,7 @@ def test_compare_and_remove_run_an_fp16_file_as_it_is(u2netp_fp16: Path, photos:
     assert result.to_dict()["reference"]["precision"] == "fp32"
     assert fp16.agreement.iou.minimum == 1.0  # the FP16 file ran as it is: its upcast's masks exactly
     out = tmp_path / "cutouts"
-    report = quantkit.remove(u2netp_fp16, [photos], output_dir=out)
+    report = quantkit.remove(u2netp_fp16, [BUNDLED / "chelsea.png", BUNDLED / "coffee.png"], output_dir=out)
     assert report.written and all(p.suffix == ".png" for p in out.iterdir())
 
 

@@ -265,6 +265,7 @@ class NoOp:
 
     wants: tuple[str, ...] = ()
     carries: bool = True  # whether it can say how it changed the statistics (here: it did not)
+    carries_distributions: bool = True  # ...histograms included
     name: str = "noop"
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
@@ -290,7 +291,12 @@ def test_a_new_pass_is_one_class_and_one_list_entry(
     tiny_model_path: Path, session_photos: Path, tmp_path: Path, default_passes: int
 ) -> None:
     recipe = Recipe(
-        "default+noop", "test", rewrites=(*DEFAULT.rewrites, NoOp()), post=DEFAULT.post, check=True
+        "default+noop",
+        "test",
+        rewrites=(*DEFAULT.rewrites, NoOp()),
+        post=DEFAULT.post,
+        check=True,
+        ranges=DEFAULT.ranges,
     )
     report = quantize_tiny(tiny_model_path, session_photos, tmp_path / "noop.onnx", recipe, use_cache=False)
     names = [name for name, _ in report.passes]
@@ -305,7 +311,7 @@ def test_statistics_are_measured_up_front_for_every_later_pass(
     tiny_model_path: Path, session_photos: Path, tmp_path: Path, default_passes: int
 ) -> None:
     def passes(*rewrites: Any) -> int:
-        recipe = Recipe("test", "test", rewrites=rewrites)
+        recipe = Recipe("test", "test", rewrites=rewrites, ranges=DEFAULT.ranges)
         report = quantize_tiny(tiny_model_path, session_photos, tmp_path / "m.onnx", recipe, use_cache=False)
         (tmp_path / "m.onnx").unlink()
         return report.calibration.passes

@@ -219,6 +219,7 @@ class AbsorbOffsets:
     margin_sigmas: float = 3.0
     name: str = "absorb"
     carries: bool = False  # see the module docstring: measuring afresh chose better scales
+    carries_distributions: bool = False
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
         return StatsRequest.of((n.output[0] for n in model.graph.node if n.op_type == "Conv"), Level.MOMENTS)

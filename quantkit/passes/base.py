@@ -58,6 +58,14 @@ class FloatRewrite(Protocol):
         that cannot carry them they would be measured for nothing."""
         ...
 
+    @property
+    def carries_distributions(self) -> bool:
+        """Whether the carried statistics keep the value histograms too (rescaling channels
+        unequally, as equalisation does, changes a tensor's distribution in a way its
+        histogram cannot follow). Decides whether calibration's clipped tails join a pass
+        before this rewrite or take one of their own after it."""
+        ...
+
     def request(self, model: onnx.ModelProto) -> StatsRequest:
         """Statistics this rewrite needs (empty: none). ``model`` is the one the rewrite will
         receive, or, when its request joins an earlier rewrite's pass, that rewrite's model:

@@ -26,6 +26,7 @@ divided by its scale, so a later pass needs no new measurement.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ import onnx
 
 from quantkit.graph.index import GraphIndex, attribute, copy_model
 from quantkit.passes.base import Rewritten
-from quantkit.statistics.types import ActivationStats, Level, StatsRequest
+from quantkit.statistics.types import ActivationStats, ChannelStats, Level, StatsRequest
 
 SCALE_PASSTHROUGH = frozenset({"Relu", "MaxPool", "Resize"})
 
@@ -134,8 +135,24 @@ def _build_groups(index: GraphIndex) -> _Groups:
     return _Groups(uf, channels, producers, consumers, {uf.find(v) for v in fixed})
 
 
+class Magnitude(str, Enum):
+    """What a channel's activation size ``A_c`` is read as."""
+
+    MAX = "max"  # the largest |value| seen (CHANNEL statistics)
+    RMS = "rms"  # the root mean square over the photos (MOMENTS statistics)
+
+    @property
+    def level(self) -> Level:
+        return Level.MOMENTS if self is Magnitude.RMS else Level.CHANNEL
+
+    def of(self, entry: ChannelStats) -> np.ndarray:
+        if self is Magnitude.RMS and entry.total_sq is not None:
+            return np.sqrt(np.maximum(entry.total_sq / max(entry.images, 1), 0.0))
+        return entry.absmax
+
+
 def equalize(
-    model: onnx.ModelProto, stats: ActivationStats, alpha: float = 0.5
+    model: onnx.ModelProto, stats: ActivationStats, alpha: float = 0.5, magnitude: Magnitude = Magnitude.MAX
 ) -> tuple[onnx.ModelProto, EqualizationReport, dict[str, np.ndarray]]:
     """A rescaled copy of ``model`` (same float function), what was done, and the
     per-channel factor each rescaled tensor was divided by.
@@ -155,10 +172,10 @@ def equalize(
     for tensor, variables in groups.channels.items():
         if tensor not in stats:
             continue
-        absmax = stats[tensor].absmax
+        size = magnitude.of(stats[tensor])
         for ch, var in enumerate(variables):
             root = uf.find(var)
-            act_range[root] = max(act_range.get(root, 0.0), float(absmax[ch]))
+            act_range[root] = max(act_range.get(root, 0.0), float(size[ch]))
 
     touched = {
         n.input[i]
@@ -231,13 +248,15 @@ class Equalize:
     """The pass: measure the tensors between convolutions, rescale, carry the statistics."""
 
     alpha: float = 0.5
+    magnitude: Magnitude = Magnitude.MAX
     name: str = "equalize"
     carries: bool = True
+    carries_distributions: bool = False
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
         """Every tensor whose channels take part in a rescaling group (between convolutions)."""
-        return StatsRequest.of(_build_groups(GraphIndex.build(model)).channels, Level.CHANNEL)
+        return StatsRequest.of(_build_groups(GraphIndex.build(model)).channels, self.magnitude.level)
 
     def apply(self, model: onnx.ModelProto, stats: ActivationStats) -> Rewritten:
-        rewritten, report, divisors = equalize(model, stats, alpha=self.alpha)
+        rewritten, report, divisors = equalize(model, stats, alpha=self.alpha, magnitude=self.magnitude)
         return Rewritten(rewritten, report, scale_stats(stats, divisors))

@@ -14,7 +14,7 @@ from quantkit.errors import QuantkitError
 from quantkit.passes.absorb import AbsorbOffsets
 from quantkit.passes.base import FloatRewrite, PostPass
 from quantkit.passes.compact import Compact
-from quantkit.passes.equalize import Equalize
+from quantkit.passes.equalize import Equalize, Magnitude
 from quantkit.passes.side_layout import SideLayout
 from quantkit.passes.taps import SplitTaps
 from quantkit.passes.widen import Widen
@@ -27,10 +27,12 @@ class RangePolicy:
     ``clip_tail``: the share of each tensor's sampled values its range may leave outside
     (0: the exact min and max, as onnxruntime's own MinMax calibration). ``saturate_logits``:
     clip tensors that only feed a sigmoid to where float32's sigmoid saturates.
+    ``share_concat``: give a Concat's inputs its range where that costs little.
     """
 
     clip_tail: float = 0.0
     saturate_logits: bool = False
+    share_concat: bool = False  # a Concat's inputs take its range: no second rounding
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,15 @@ NAIVE = Recipe("naive", "plain onnxruntime quantize_static")
 DEFAULT = Recipe(
     "default",
     "offset absorption, equalisation, widening, tap split, NCHW side resizes; held-out check and search",
-    rewrites=(AbsorbOffsets(), Equalize(), Widen(), SplitTaps()),  # SplitTaps reads Widen's result
+    rewrites=(
+        AbsorbOffsets(),
+        Equalize(alpha=0.75, magnitude=Magnitude.RMS),
+        Widen(),
+        SplitTaps(),
+    ),  # SplitTaps reads Widen's result
     post=(SideLayout(), Compact()),  # Compact last: it renames what the passes before it add
     check=True,
-    ranges=RangePolicy(clip_tail=5e-5, saturate_logits=True),
+    ranges=RangePolicy(clip_tail=5e-5, saturate_logits=True, share_concat=True),
 )
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (DEFAULT, NAIVE)}
 

@@ -176,6 +176,7 @@ class Widen:
     min_pixels: int = 80 * 80
     name: str = "widen"
     carries: bool = True
+    carries_distributions: bool = True
 
     def request(self, model: onnx.ModelProto) -> StatsRequest:
         return StatsRequest()

@@ -29,6 +29,7 @@ from quantkit.files.atomic import atomic_file
 from quantkit.files.guard import OutputGuard
 from quantkit.files.ownership import FAMILY_KEY, MODEL_KEY, TARGET_CPU_KEY, WEIGHT_BITS_KEY, OutputKind
 from quantkit.files.scratch import scratch_dir
+from quantkit.graph.logits import saturating_logits
 from quantkit.graph.opset import ai_onnx_opset
 from quantkit.graph.precision import upcast
 from quantkit.graph.prepare import other_size_input, prepare, restore_interface, with_static_input
@@ -48,8 +49,8 @@ from quantkit.ptq.ranges import (
     encode_ranges,
     histogram_ranges,
     minmax_ranges,
-    saturating_logits,
     save_ranges,
+    shared_concat_ranges,
 )
 from quantkit.ptq.report import CalibrationReport, CheckFailed, QuantizeReport
 from quantkit.ptq.samples import PhotoFeeds
@@ -318,7 +319,8 @@ class _Run:
                 for later in reached[1:]:
                     request = request | later.request(model)
                 minmax = self.job.options.method is CalibMethod.MINMAX
-                if minmax and all(later.carries for later in rewrites[k:]):
+                tails = self.clip_tail > 0
+                if minmax and all(r.carries and (r.carries_distributions or not tails) for r in rewrites[k:]):
                     request = request | self._calibration_request(calibration_tensors(model))
                 stats = self.measure(model, request, f"measuring activations ({rewrite.name})")
             result = rewrite.apply(model, stats or ActivationStats())
@@ -356,7 +358,7 @@ class _Run:
             file_digest(path),
             self.photos_key,
             method.value,
-            repr((self.clip_tail, self.job.options.recipe.ranges.saturate_logits)),
+            repr((self.clip_tail, self.job.options.recipe.ranges)),
         )
         ranges = self.job.cache.load(key, decode_ranges)
         if ranges is not None:
@@ -365,7 +367,10 @@ class _Run:
         tick = self.progress.advance
         if method is CalibMethod.MINMAX:
             request = self._calibration_request(tensors)
-            stats = collect(model, request, self.feeds, self.work, tick=tick, settings=CALIBRATION_SESSION)
+            # Exact min-max ranges are measured as onnxruntime's own calibrator measures them
+            # (see CALIBRATION_SESSION); clipped tails need no such match, and run optimised.
+            settings = CALIBRATION_SESSION if self.clip_tail == 0 else STATS_SESSION
+            stats = collect(model, request, self.feeds, self.work, tick=tick, settings=settings)
             ranges = self._minmax(stats, tensors, model)
         else:
             ranges = histogram_ranges(model, tensors, self.feeds, method, self.work, tick=tick)
@@ -381,7 +386,8 @@ class _Run:
     def _minmax(self, stats: ActivationStats, tensors: list[str], model: onnx.ModelProto) -> Any:
         policy = self.job.options.recipe.ranges
         saturated = saturating_logits(model) if policy.saturate_logits else set()
-        return minmax_ranges(stats, tensors, self.clip_tail, saturated)
+        ranges = minmax_ranges(stats, tensors, self.clip_tail, saturated)
+        return shared_concat_ranges(model, ranges) if policy.share_concat else ranges
 
     @property
     def clip_tail(self) -> float:
