@@ -196,3 +196,13 @@ def u2netp_naive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("naive") / "u2netp.naive.onnx"
     quantkit.quantize(U2NETP, output=out, options=quantkit.QuantizeOptions(recipe=NAIVE))
     return out
+
+
+def dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with batch, height and width left open (``dim_param``), as many exports are."""
+    for value in (model.graph.input[0], model.graph.output[0]):
+        dims = value.type.tensor_type.shape.dim
+        for index, name in ((0, "batch"), (2, "height"), (3, "width")):
+            dims[index].Clear()
+            dims[index].dim_param = name
+    return model

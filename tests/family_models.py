@@ -263,6 +263,13 @@ def birefnet_like(size: int = 1024, seed: int = 2, gelu: Gelu = "erf") -> onnx.M
     return g.model("birefnet_like", "input_image", size, [(out, 1)], ir_version=8 if gelu == "erf" else 9)
 
 
+def birefnet_fp16_like() -> onnx.ModelProto:
+    """birefnet-general-fp16 as rembg writes it: the BiRefNet stand-in in float16, float32 in and out."""
+    from .fp16_models import to_fp16
+
+    return to_fp16(birefnet_like(), keep_io_types=True)
+
+
 def bria_like(size: int = 1024, seed: int = 4, gelu: Gelu = "erf") -> onnx.ModelProto:
     """BRIA RMBG-2.0 stand-in (BiRefNet body): output 0 ``alphas`` is already in [0, 1], as rembg expects."""
     g = _Graph(seed, opset=17 if gelu == "erf" else 20)
@@ -277,9 +284,8 @@ MaskRule = Literal["minmax", "argmax"]
 class Family:
     """How rembg 2.0.86 feeds one session and turns its output 0 into masks, and the file it loads.
 
-    ``fname`` is the file ``download_models`` resolves under ``<home>/models/<source>/`` (or the legacy
-    flat home); ``source`` differs from the session name only for birefnet-general-fp16, which converts
-    birefnet-general's float32 file on first use. Custom sessions (``fname`` None) load ``model_path``
+    ``fname`` is the file ``download_models`` resolves under ``<home>/models/<name>/`` (or the legacy
+    flat home). Custom sessions (``fname`` None) load ``model_path``
     from ``extras``, which must lie inside the rembg home or the legacy home.
     """
 
@@ -292,7 +298,6 @@ class Family:
     fname: str | None
     release: str | None
     build: Builder
-    source: str | None = None
 
     @property
     def custom(self) -> bool:
@@ -324,7 +329,6 @@ def _custom(name: str, size: int, mean: Triple, std: Triple, build: Builder) -> 
 
 
 def _families() -> dict[str, Family]:
-    general = _BIREFNET_RELEASES["birefnet-general"]
     fams = [
         *(_named(n, 320, IMAGENET_MEAN, IMAGENET_STD, False, u2net_like) for n in _U2NETS),
         replace(
@@ -338,10 +342,11 @@ def _families() -> dict[str, Family]:
             _named(n, 1024, IMAGENET_MEAN, IMAGENET_STD, True, birefnet_like, release)
             for n, release in _BIREFNET_RELEASES.items()
         ),
+        # rembg keeps its converted copy as <home>/models/birefnet-general-fp16/birefnet-general-fp16.onnx
+        # and runs it as it is once there; the harness stores an FP16 file there, as rembg would.
         replace(
-            _named("birefnet-general-fp16", 1024, IMAGENET_MEAN, IMAGENET_STD, True, birefnet_like, general),
-            fname="birefnet-general.onnx",
-            source="birefnet-general",
+            _named("birefnet-general-fp16", 1024, IMAGENET_MEAN, IMAGENET_STD, True, birefnet_fp16_like),
+            release=None,
         ),
         _named("bria-rmbg", 1024, IMAGENET_MEAN, IMAGENET_STD, False, bria_like, "bria-rmbg-2.0.onnx"),
         _custom("ben_custom", 1024, _HALF, _ONE, bria_like),

@@ -60,12 +60,12 @@ def _rembg_version() -> tuple[int, ...]:
 def model_file(family: str, home: Path) -> Path:
     """Where rembg 2.0.86 finds this family's model under rembg home ``home``.
 
-    Named sessions resolve ``<home>/models/<name>/<name>.onnx``; birefnet-general-fp16 reads
-    birefnet-general's float32 file and writes its own converted copy; custom sessions take any
+    Named sessions resolve ``<home>/models/<name>/<name>.onnx`` (birefnet-general-fp16 converts
+    birefnet-general's file only when its own copy is missing); custom sessions take any
     ``model_path`` inside the home, so the harness uses ``<home>/models/<name>/model.onnx``.
     """
     fam = FAMILIES[family]
-    return home / "models" / (fam.source or fam.name) / (fam.fname or "model.onnx")
+    return home / "models" / fam.name / (fam.fname or "model.onnx")
 
 
 @contextmanager

@@ -57,7 +57,7 @@ from .family_models import FAMILIES, cloth_like, isnet_like, u2net_like
 from .rembg_harness import model_file, offline_rembg_home
 
 TOLERANCE = 2 / 255  # mean |diff| against rembg's mask, in [0, 1] units
-NOT_PORTED = ("u2net_cloth_seg", "birefnet-general-fp16")  # refused; rembg converts fp16 itself
+NOT_PORTED = ("u2net_cloth_seg",)  # refused: its output is an argmax over classes, not a mask
 MASK_FAMILIES = [name for name in FAMILIES if name not in NOT_PORTED]
 RELEASE_NAMED = [n for n in MASK_FAMILIES if FAMILIES[n].release not in (None, FAMILIES[n].fname)]
 
@@ -195,8 +195,6 @@ def test_family_table_is_rembgs() -> None:
     ported = {f.name for f in QUANTKIT_FAMILIES if f.unsupported is None}
     assert ported == set(MASK_FAMILIES)
     for name, theirs in FAMILIES.items():
-        if name == "birefnet-general-fp16":
-            continue
         ours = get_family(name)
         assert (ours.size, ours.mean, ours.std) == (theirs.size, theirs.mean, theirs.std), name
         assert (ours.activation is Activation.SIGMOID) == theirs.sigmoid, name
@@ -209,7 +207,6 @@ def test_family_table_is_rembgs() -> None:
 def test_detection_by_file_name(family: str) -> None:
     """rembg's stored name and its release download name find the family, whatever comes around them."""
     fam = FAMILIES[family]
-    expected = fam.source or family  # birefnet-general-fp16 is birefnet-general's model, converted
     for name in {n for n in (fam.fname, fam.release, f"{family}.onnx") if n is not None}:
         stem = name[: -len(".onnx")]
         for variant in (
@@ -220,7 +217,7 @@ def test_detection_by_file_name(family: str) -> None:
             stem.upper() + ".ONNX",
         ):
             found = by_file_name(Path("/models") / variant)
-            assert found is not None and found.name == expected, (variant, found)
+            assert found is not None and found.name == family, (variant, found)
 
 
 def test_file_names_of_no_family_are_not_guessed() -> None:

@@ -28,7 +28,7 @@ from quantkit.passes.recipes import NAIVE, get_recipe
 from quantkit.progress import NullProgress
 from quantkit.ptq.options import CalibMethod, QuantFormat
 from quantkit.ptq.pipeline import bundled_photos, default_output, split_held_out
-from quantkit.ptq.ranges import encode_ranges
+from quantkit.ptq.ranges import CalibratedRanges
 from quantkit.ptq.samples import PhotoFeeds
 from quantkit.statistics.types import ActivationStats, ChannelStats, Level, encode_stats
 
@@ -195,7 +195,7 @@ def test_a_damaged_foreign_or_wrong_shape_cache_entry_is_a_miss_and_is_replaced(
     # What a wrong-shape entry decodes to: statistics of two channels, ranges of no tensor.
     two_channels = ChannelStats(Level.MOMENTS, np.zeros(2), np.ones(2), np.zeros(2), np.ones(2), 1)
     small_stats = encode_stats(ActivationStats({"c1": two_channels}, images=1))
-    no_ranges = encode_ranges(TensorsData(CalibrationMethod.MinMax, {}))
+    no_ranges = CalibratedRanges.only(TensorsData(CalibrationMethod.MinMax, {})).encode()
     rotated = entries[1:] + entries[:1]
     for damage in (
         {p: good[p][: len(good[p]) // 2] for p in entries},  # cut short

@@ -46,7 +46,7 @@ from quantkit.ptq.options import QuantFormat, QuantizeOptions
 from quantkit.removal.compose import png_info
 
 from .cli_helpers import Result, as_foreground, assert_one_line_error, quantkit
-from .conftest import U2NETP, build_tiny_model, write_photos
+from .conftest import U2NETP, build_tiny_model, dynamic, write_photos
 from .family_models import u2net_like
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -773,8 +773,9 @@ def _foreign(entry: bytes) -> bytes:
     data = json.loads(payload)
     if isinstance(data, list):  # the photos a pass skipped: pairs become a bare number
         return json.dumps([[1]] * len(data) or {"skipped": 0}).encode()
-    for value in data["data"].values():
-        value["lowest"]["data"] = [[1.0, 2.0], [3.0, 4.0]]
+    for table in (data["chosen"], data["exact"]):  # the ranges: both tables, of the wrong shape
+        for value in table["data"].values():
+            value["lowest"]["data"] = [[1.0, 2.0], [3.0, 4.0]]
     return json.dumps(data).encode()
 
 
@@ -791,17 +792,17 @@ def test_damaged_cache_entries_are_misses(
         report = quantkit.quantize(model, output=tmp_path / "q.onnx", options=options, force=True)
         return report.calibration.passes
 
-    assert run() == 2 and run() == 0  # measured, then from the cache
+    assert run() == 3 and run() == 0  # measured, then from the cache
     entries = _entries(cache)
-    assert len(entries) == 3  # two passes, and the list of photos they skipped
+    assert len(entries) == 4  # three passes, and the list of photos they skipped
     for entry in entries:
         entry.write_bytes(_foreign(entry.read_bytes()))
-    assert run() == 2  # wrong shape: a miss (was a traceback from equalize)
+    assert run() == 3  # wrong shape: a miss (was a traceback from equalize)
     assert run() == 0  # ...and the entries were stored again
     for entry in entries:
         entry.unlink()
         entry.mkdir()
-    assert run() == 2  # a folder where an entry should be: a miss, every time
+    assert run() == 3  # a folder where an entry should be: a miss, every time
     assert _entries(cache) == entries and all(e.is_dir() for e in entries)  # nothing else left
 
 
@@ -851,16 +852,6 @@ def test_calibration_and_held_out_photos_stream(
 
 
 # --- issue 9: dynamic shapes --------------------------------------------------------------------
-
-
-def dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with batch, height and width left open (``dim_param``), as many exports are."""
-    for value in (model.graph.input[0], model.graph.output[0]):
-        dims = value.type.tensor_type.shape.dim
-        for index, name in ((0, "batch"), (2, "height"), (3, "width")):
-            dims[index].Clear()
-            dims[index].dim_param = name
-    return model
 
 
 def _runs_at(path: Path, sizes: list[tuple[int, int, int]]) -> None:

@@ -11,7 +11,7 @@ import pytest
 import quantkit
 from quantkit.accuracy.agreement import AgreementLog, agreement
 from quantkit.accuracy.check import MAX_TOLERANCE, floor_tolerance
-from quantkit.accuracy.search import FLOAT_COST_PER_MAC_SHARE, SearchLimits, StopReason, search_islands
+from quantkit.accuracy.search import FLOAT_COST_PER_MAC_SHARE, Plan, SearchLimits, StopReason, search_islands
 from quantkit.accuracy.sensitivity import LayerLoss, island, layer_losses
 from quantkit.graph.prepare import prepare
 from quantkit.graph.shapes import conv_macs
@@ -20,6 +20,8 @@ from quantkit.passes.recipes import Recipe
 from quantkit.ptq.options import QuantizeOptions
 from quantkit.ptq.report import CheckFailed, QuantizeReport
 from quantkit.ptq.samples import PhotoFeeds
+
+from .conftest import build_tiny_model, dynamic
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +117,9 @@ def test_greedy_search_picks_what_helps_and_respects_the_cost_bound(prepared: on
     losses = [LayerLoss("Conv_2", 30, 5, 0), LayerLoss("Conv_0", 40, 30, 0), LayerLoss("Conv_3", 30, 28, 0)]
     tried: list[tuple[str, ...]] = []
 
-    def evaluate(nodes: tuple[str, ...]) -> AgreementLog:
-        tried.append(nodes)
-        return log_with_iou(0.99 if "Conv_2" in nodes else 0.90)
+    def evaluate(plan: Plan) -> AgreementLog:
+        tried.append(plan.float_nodes)
+        return log_with_iou(0.99 if "Conv_2" in plan.float_nodes else 0.90)
 
     def share(nodes: tuple[str, ...]) -> float:
         return sum(macs.get(n, 0) for n in nodes) / total
@@ -156,9 +158,9 @@ def test_a_round_ends_early_only_on_a_gain_worth_having(prepared: onnx.ModelProt
     losses = [LayerLoss("Conv_2", 30, 5, 0), LayerLoss("Conv_3", 30, 28, 0)]
     tried: list[tuple[str, ...]] = []
 
-    def evaluate(nodes: tuple[str, ...]) -> AgreementLog:  # Conv_2 barely reaches the target
-        tried.append(nodes)
-        return log_of([0.99 if "Conv_3" in nodes else 0.9801] * 4, 20000)
+    def evaluate(plan: Plan) -> AgreementLog:  # Conv_2 barely reaches the target
+        tried.append(plan.float_nodes)
+        return log_of([0.99 if "Conv_3" in plan.float_nodes else 0.9801] * 4, 20000)
 
     limits = SearchLimits(target_iou=0.98, seconds=60, max_cost=10.0, min_gain=0.002)
     baseline = log_of([0.9795] * 4, 20000)
@@ -172,7 +174,7 @@ def test_search_bounds_are_deterministic(prepared: onnx.ModelProto) -> None:
     losses = [LayerLoss(n, 30, 5, 0) for n in ("Conv_2", "Conv_0", "Conv_1", "Conv_3")]
     gains = iter(np.linspace(0.91, 0.97, 50))
 
-    def creeping(nodes: tuple[str, ...]) -> AgreementLog:  # every candidate helps a little
+    def creeping(plan: Plan) -> AgreementLog:  # every candidate helps a little
         return log_with_iou(float(next(gains)))
 
     few = SearchLimits(target_iou=0.999, seconds=60, max_cost=10.0, max_candidates=3)
@@ -181,6 +183,57 @@ def test_search_bounds_are_deterministic(prepared: onnx.ModelProto) -> None:
     one = SearchLimits(target_iou=0.999, seconds=60, max_cost=10.0, max_islands=1)
     capped = search_islands(prepared, losses, log_with_iou(0.90), creeping, lambda n: 0.0, one)
     assert len(capped.chosen) == 1 and capped.stopped_because is StopReason.ISLAND_LIMIT
+
+
+def test_exact_ranges_are_tried_first_and_cost_nothing(prepared: onnx.ModelProto) -> None:
+    """A suspect whose tensors calibration clipped gets them back exact before any float island;
+    where that reaches the target, nothing is kept in float."""
+    conv2 = next(n for n in prepared.graph.node if n.name == "Conv_2")
+    losses = [LayerLoss("Conv_2", 30, 5, 0), LayerLoss("Conv_3", 30, 28, 0)]
+    tried: list[Plan] = []
+
+    def evaluate(plan: Plan) -> AgreementLog:
+        tried.append(plan)
+        return log_with_iou(0.99 if conv2.output[0] in plan.exact else 0.95 if plan.float_nodes else 0.90)
+
+    limits = SearchLimits(target_iou=0.98, seconds=60, max_cost=1.0)
+    relaxable = {conv2.output[0], "not_a_tensor_of_a_suspect"}
+    result = search_islands(
+        prepared, losses, log_with_iou(0.90), evaluate, lambda n: 0.1 * len(n), limits, relaxable=relaxable
+    )
+    assert tried == [Plan(exact=(conv2.output[0],))]  # first, and enough
+    assert result.stopped_because is StopReason.TARGET_MET and result.float_nodes == ()
+    assert result.plan == Plan(exact=(conv2.output[0],)) and result.chosen[0].estimated_cost == 0.0
+    assert result.to_dict()["choices"][0]["exact_ranges"] == [conv2.output[0]]
+    # Where exact ranges do not help, islands follow in the same round, and the tensors stay clipped.
+    tried.clear()
+    no_help = search_islands(
+        prepared,
+        losses,
+        log_with_iou(0.90),
+        lambda p: evaluate(Plan(p.float_nodes)),
+        lambda n: 0.1 * len(n),
+        limits,
+        relaxable=relaxable,
+    )
+    assert no_help.plan.exact == () and no_help.float_nodes
+    assert tried[0] == Plan() and all(p.float_nodes for p in tried[1:])
+
+
+def test_the_search_gives_a_clipped_logit_its_range_back(tmp_path: Path) -> None:
+    """A model whose mask lives in its logit's far tail (a random test model at native photo
+    sizes): the recipe's clipped ranges miss the noise floor (IoU vs FP32 0.70 against a floor
+    of 0.87 on the bundled photos), and the search restores the exact ranges around the mask
+    head - no layer left in float."""
+    path = tmp_path / "u2netp.onnx"
+    onnx.save(dynamic(build_tiny_model()), path)
+    report = quantkit.quantize(path, output=tmp_path / "q.onnx", options=QuantizeOptions(use_cache=False))
+    check = report.check
+    assert check is not None and check.search is not None and check.passed
+    assert check.before.mean < check.target <= check.final.mean
+    assert check.search.float_nodes == () and report.census.float_nodes == ()
+    exact = {t for c in check.search.chosen for t in c.exact}
+    assert "logit_quantkit_wide" in exact  # the mask head's logit
 
 
 def test_search_runs_end_to_end_and_keeps_the_worst_layer_float(
@@ -208,7 +261,7 @@ def test_search_runs_end_to_end_and_keeps_the_worst_layer_float(
     assert check.final.mean > check.before.mean + 0.01
     assert ("Conv_2", "Conv") in first.census.float_nodes  # the model that shipped has the island
     assert second.check is not None and second.check.search is not None
-    assert second.check.search.to_dict()["islands"] == check.search.to_dict()["islands"]
+    assert second.check.search.to_dict()["choices"] == check.search.to_dict()["choices"]
     assert (tmp_path / "m0.onnx").read_bytes() == (tmp_path / "m1.onnx").read_bytes()
     # With no latency to spend, nothing is tried and the INT8 model is kept as it was.
     broke = quantize(tmp_path / "b.onnx", 0.0)

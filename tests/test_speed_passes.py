@@ -114,7 +114,8 @@ def side_outputs_model(channels: int = 1, size: int = 16, by_scales: bool = Fals
 
 
 def one_filter_model(channels: int = 64, kernel: tuple[int, int] = (3, 3), **attrs: Any) -> onnx.ModelProto:
-    """A side convolution: ``channels`` → 1 output, then a Sigmoid."""
+    """A side convolution: ``channels`` → 1 output, then a Sigmoid; the logit is read outside
+    the sigmoid too (U²-Net's side logits also feed its fusion convolution)."""
     rng = np.random.default_rng(2)
     weight = rng.normal(0.0, 0.2, (1, channels, *kernel)).astype(np.float32)
     node, inits = _conv("Conv_side", "x", weight, "logit", rng, **attrs)
@@ -122,12 +123,25 @@ def one_filter_model(channels: int = 64, kernel: tuple[int, int] = (3, 3), **att
         [node, helper.make_node("Sigmoid", ["logit"], ["mask"], name="Sigmoid_0")],
         "one_filter",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 12, 12])],
-        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, "h", "w"])],
+        [
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, "h", "w"]),
+            helper.make_tensor_value_info("logit", TensorProto.FLOAT, [1, 1, "h", "w"]),
+        ],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def only_into_sigmoid(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its logit read only by the Sigmoid (IS-Net's mask head)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    kept = [o for o in out.graph.output if o.name != "logit"]
+    del out.graph.output[:]
+    out.graph.output.extend(kept)
+    return out
 
 
 def widened_then_split(
@@ -175,10 +189,13 @@ def test_split_taps_keeps_the_float_function(
     assert "Conv_side.w" not in weights  # the replaced weight is gone
     onnx.checker.check_model(split, full_check=True)
     for feed in random_feeds(model, 3):
-        (expected,) = run(model, feed, optimize=False)
-        (got,) = run(split, feed, optimize=False)
-        assert got.shape == expected.shape
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        for expected, got in zip(
+            run(model, feed, optimize=False), run(split, feed, optimize=False), strict=True
+        ):
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(
+                got, expected, rtol=1e-5, atol=1e-5
+            )  # logits up to ~15: summation order
 
 
 def side_branch_model(channels: int = 64, side_feeds_a_conv: bool = False) -> onnx.ModelProto:
@@ -208,14 +225,12 @@ def side_branch_model(channels: int = 64, side_feeds_a_conv: bool = False) -> on
     else:
         nodes.append(helper.make_node("Sigmoid", ["logit"], ["mask"], name="Sigmoid_0"))
     nodes.append(helper.make_node("Relu", ["b"], ["side_b"], name="Relu_b"))
+    outputs = ["mask", "side_b"] if side_feeds_a_conv else ["mask", "side_b", "logit"]  # logit: as u2netp's
     graph = helper.make_graph(
         nodes,
         "side_branch",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 12, 12])],
-        [
-            helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 12, 12]),
-            helper.make_tensor_value_info("side_b", TensorProto.FLOAT, [1, 4, 12, 12]),
-        ],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
@@ -290,6 +305,8 @@ def test_split_taps_only_where_it_halves_the_work() -> None:
     # 32 channels: 2816 against 4608, not half
     assert widened_then_split(one_filter_model(32))[2].split == ()
     assert widened_then_split(one_filter_model(64))[2].split == ("Conv_side",)
+    # a logit read only by the sigmoid (IS-Net's mask head) keeps its one rounding: not split
+    assert widened_then_split(only_into_sigmoid(one_filter_model(64)))[2].split == ()
 
 
 def test_split_taps_finds_nothing_to_do_without_widened_one_filter_convolutions() -> None:
@@ -392,8 +409,9 @@ def test_default_u2netp_splits_the_side_convolutions_and_flattens_the_side_resiz
     passes = report.to_dict()["passes"]
     assert set(passes["split_taps"]["convs"]) == SIDE_CONVS
     assert passes["split_taps"]["macs_after"] < 0.4 * passes["split_taps"]["macs_before"]
-    # absorption's pass, then equalisation's, which also measures the tap maps and the ranges
-    assert report.calibration.passes == 2
+    # absorption's pass, equalisation's (which also measures the tap maps), then the ranges
+    # with their distributions, measured on the equalised model
+    assert report.calibration.passes == 3
     assert set(passes["side_layout"]["resizes"]) == SIDE_RESIZES
     rows = {r.label: r.summary() for _, r in report.passes}
     assert "Conv_945" in rows["split into taps"] and "Resize_1045" in rows["side resizes in NCHW"]

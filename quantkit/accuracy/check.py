@@ -19,7 +19,7 @@ that are not held out, and no refit follows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import onnx
 from quantkit.accuracy.agreement import AgreementLog, Summary
 from quantkit.accuracy.heldout import HeldOut
 from quantkit.accuracy.noise import Within
-from quantkit.accuracy.search import SearchLimits, SearchResult, search_islands
+from quantkit.accuracy.search import Plan, SearchLimits, SearchResult, search_islands
 from quantkit.accuracy.sensitivity import LayerLoss, layer_losses
 from quantkit.graph.shapes import conv_macs, light_copy
 from quantkit.progress import Progress
@@ -142,15 +142,18 @@ def check_and_search(
     held: HeldOut,
     quantized: Path,
     float_path: Path,
-    requantize: Callable[[tuple[str, ...]], Path],
+    requantize: Callable[[Plan], Path],
     settings: CheckSettings,
     progress: Progress,
     work: Path,
+    relaxable: Collection[str] = (),
 ) -> CheckReport:
-    """Score ``quantized`` on ``held``; if it misses the target, search for float islands.
+    """Score ``quantized`` on ``held``; if it misses the target, search for exact ranges and
+    float islands.
 
-    ``requantize(float_nodes)`` writes a model with those nodes kept in float and
-    returns its path; the search calls it once per candidate.
+    ``requantize(plan)`` writes a model with the plan's nodes kept in float and its tensors
+    given their exact ranges, and returns its path; the search calls it once per candidate.
+    ``relaxable``: the tensors whose calibrated range was clipped.
     """
     progress.start("checking masks on held-out photos")
     baseline = held.score(quantized)
@@ -167,13 +170,13 @@ def check_and_search(
         macs = conv_macs(float_model)
         total = max(sum(macs.values()), 1)
 
-        def evaluate(nodes: tuple[str, ...]) -> AgreementLog:
-            candidate = requantize(nodes)
+        def evaluate(plan: Plan) -> AgreementLog:
+            candidate = requantize(plan)
             log = held.score(candidate)
             candidate.unlink(missing_ok=True)
             return log
 
-        progress.start("searching for layers to keep in float")
+        progress.start("searching for ranges to relax and layers to keep in float")
         limits = replace(settings.limits, target_iou=target)
         search = search_islands(
             float_model,
@@ -183,6 +186,7 @@ def check_and_search(
             lambda nodes: sum(macs.get(n, 0) for n in nodes) / total,
             limits,
             on_try=lambda _: progress.advance(),
+            relaxable=relaxable,
         )
         final = search.final
     return CheckReport(

@@ -82,6 +82,18 @@ def run(
             help="Activation range calibration (histogram methods take one pass per chunk).",
         ),
     ] = CalibMethod.MINMAX,
+    clip_tail: Annotated[
+        float | None,
+        typer.Option(
+            "--clip-tail",
+            metavar="SHARE",
+            min=0.0,
+            max=0.01,
+            help="minmax: the share of each activation's values its range may leave outside "
+            "(0: exact min and max). Default: the recipe's (5e-5 for default, 0 for naive).",
+            show_default=False,
+        ),
+    ] = None,
     exclude: Annotated[
         list[str] | None,
         typer.Option(
@@ -181,6 +193,7 @@ def run(
         fmt=fmt,
         per_channel=per_channel,
         method=method,
+        clip_tail=clip_tail,
         exclude=tuple(exclude or ()),
         eval_dir=eval_dir,
         eval_limit=eval_limit,
@@ -234,14 +247,13 @@ def render(report: QuantizeReport) -> str:
         failed = "" if report.check.passed else f"; FAILED: {report.check.verdict()}"
         rows.append((report.check.label, report.check.summary() + failed))
         if report.check.search is not None:
-            for island in report.check.search.chosen:
-                rows.append(
-                    (
-                        "kept float",
-                        f"{', '.join(island.nodes)}: IoU {island.iou_before:.4f} -> {island.iou_after:.4f}, "
-                        f"~{100 * island.estimated_cost:+.1f}% latency (estimated)",
-                    )
-                )
+            for choice in report.check.search.chosen:
+                gain = f"IoU {choice.iou_before:.4f} -> {choice.iou_after:.4f}"
+                if choice.exact:
+                    rows.append(("exact range", f"{', '.join(choice.exact)}: {gain}"))
+                if choice.nodes:
+                    cost = f"~{100 * choice.estimated_cost:+.1f}% latency (estimated)"
+                    rows.append(("kept float", f"{', '.join(choice.nodes)}: {gain}, {cost}"))
             search = report.check.search
             rows.append(
                 (

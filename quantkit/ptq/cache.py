@@ -37,7 +37,7 @@ from quantkit.files.atomic import probe_writable
 T = TypeVar("T")
 
 # Bumped whenever preprocessing or the way statistics are computed changes, so stale entries die.
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 _MAGIC = b"quantkit-cache 1\n"
 _MAX_ENTRY = 1 << 30  # a statistics entry of u2net is a few MB; anything this large is not one
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from quantkit.errors import QuantkitError
 from quantkit.isa import TargetCpu
 from quantkit.passes.recipes import DEFAULT, Recipe
 
@@ -27,6 +28,10 @@ class CalibMethod(str, Enum):
     ENTROPY = "entropy"
     PERCENTILE = "percentile"
     DISTRIBUTION = "distribution"
+
+
+# Beyond 1% a "tail" is the body of the distribution: that is a different method (percentile).
+MAX_CLIP_TAIL = 0.01
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,7 @@ class QuantizeOptions:
     target_cpu: TargetCpu = TargetCpu.ANY  # ANY: 7-bit weights, right everywhere; VNNI: 8-bit (quantkit.isa)
     use_cache: bool = True
     cache_dir: Path | None = None  # None: $QUANTKIT_CACHE_DIR or the platform's cache folder
+
+    def __post_init__(self) -> None:
+        if self.clip_tail is not None and not 0.0 <= self.clip_tail <= MAX_CLIP_TAIL:
+            raise QuantkitError(f"clip_tail must lie in [0, {MAX_CLIP_TAIL}], got {self.clip_tail}")

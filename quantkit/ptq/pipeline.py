@@ -15,7 +15,6 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -23,7 +22,7 @@ import onnx
 from quantkit import __version__
 from quantkit.accuracy.check import CheckReport, CheckSettings, check_and_search
 from quantkit.accuracy.heldout import HeldOut
-from quantkit.accuracy.search import SearchLimits
+from quantkit.accuracy.search import NO_CHANGE, Plan, SearchLimits
 from quantkit.errors import QuantkitError
 from quantkit.files.atomic import atomic_file
 from quantkit.files.guard import OutputGuard
@@ -44,9 +43,8 @@ from quantkit.ptq.memory import check_memory
 from quantkit.ptq.options import CalibMethod, QuantizeOptions
 from quantkit.ptq.quantizer import quantize_with_ranges
 from quantkit.ptq.ranges import (
+    CalibratedRanges,
     calibration_tensors,
-    decode_ranges,
-    encode_ranges,
     histogram_ranges,
     minmax_ranges,
     save_ranges,
@@ -201,7 +199,7 @@ def run_quantize(job: QuantizeJob, progress: Progress | None = None) -> Quantize
         run.skips_of_the_last_pass()
         for _, reason in run.feeds.skips.skipped:  # once, whichever passes ran (the last saw every photo)
             progress.warn(f"skipped calibration image {reason}")
-        quantized = run.quantize(ranges, ())
+        quantized = run.quantize(ranges)
         check, quantized = run.check(float_model, ranges, quantized)
         final, post = run.post_passes(onnx.load(str(quantized)))
         if job.spec.dynamic_size:  # prepared at a fixed size: give the model its dynamic shapes back
@@ -330,8 +328,9 @@ class _Run:
         onnx.save(model, str(path))
         return path, reports, stats
 
-    def calibrate(self, float_model: Path, carried: ActivationStats | None) -> Path:
-        """Activation ranges of the final float model, stored as onnxruntime's calibration cache.
+    def calibrate(self, float_model: Path, carried: ActivationStats | None) -> CalibratedRanges:
+        """Activation ranges of the final float model (onnxruntime's calibration cache), with
+        the exact ones beside them for the search.
 
         MinMax ranges come from the statistics the rewrites carried when those cover every
         tensor (rescaled, repeated or projected channels: exact up to float rounding - on
@@ -344,14 +343,10 @@ class _Run:
         tensors = calibration_tensors(model)
         request = self._calibration_request(tensors)
         if method is CalibMethod.MINMAX and carried is not None and request.covered_by(carried):
-            ranges = self._minmax(carried, tensors, model)
-        else:
-            ranges = self._measured_ranges(float_model, model, tensors)
-        path = self.work / "ranges.json"
-        save_ranges(ranges, path)
-        return path
+            return self._minmax(carried, tensors, model)
+        return self._measured_ranges(float_model, model, tensors)
 
-    def _measured_ranges(self, path: Path, model: onnx.ModelProto, tensors: list[str]) -> Any:
+    def _measured_ranges(self, path: Path, model: onnx.ModelProto, tensors: list[str]) -> CalibratedRanges:
         method = self.job.options.method
         key = cache_key(
             "ranges",
@@ -360,9 +355,9 @@ class _Run:
             method.value,
             repr((self.clip_tail, self.job.options.recipe.ranges)),
         )
-        ranges = self.job.cache.load(key, decode_ranges)
-        if ranges is not None:
-            return ranges
+        cached = self.job.cache.load(key, CalibratedRanges.decode)
+        if cached is not None and set(tensors) <= set(cached.chosen.data):
+            return cached
         self.progress.start(f"calibrating ({method.value})", len(self.feeds))
         tick = self.progress.advance
         if method is CalibMethod.MINMAX:
@@ -373,9 +368,10 @@ class _Run:
             stats = collect(model, request, self.feeds, self.work, tick=tick, settings=settings)
             ranges = self._minmax(stats, tensors, model)
         else:
-            ranges = histogram_ranges(model, tensors, self.feeds, method, self.work, tick=tick)
+            measured = histogram_ranges(model, tensors, self.feeds, method, self.work, tick=tick)
+            ranges = CalibratedRanges.only(measured)
         self.photo_passes += 1
-        self.job.cache.save(key, encode_ranges(ranges))
+        self.job.cache.save(key, ranges.encode())
         return ranges
 
     def _calibration_request(self, tensors: list[str]) -> StatsRequest:
@@ -383,26 +379,36 @@ class _Run:
         distributions = frozenset(tensors) if self.clip_tail > 0 else frozenset()
         return StatsRequest(dict.fromkeys(tensors, Level.TENSOR), distributions=distributions)
 
-    def _minmax(self, stats: ActivationStats, tensors: list[str], model: onnx.ModelProto) -> Any:
+    def _minmax(self, stats: ActivationStats, tensors: list[str], model: onnx.ModelProto) -> CalibratedRanges:
         policy = self.job.options.recipe.ranges
         saturated = saturating_logits(model) if policy.saturate_logits else set()
-        ranges = minmax_ranges(stats, tensors, self.clip_tail, saturated)
-        return shared_concat_ranges(model, ranges) if policy.share_concat else ranges
+        outputs = [o.name for o in model.graph.output]
+        chosen = minmax_ranges(stats, tensors, self.clip_tail, saturated, exact=outputs)
+        exact = minmax_ranges(stats, tensors)
+        if policy.share_concat:
+            chosen, exact = shared_concat_ranges(model, chosen), shared_concat_ranges(model, exact)
+        return CalibratedRanges(chosen, exact)
 
     @property
     def clip_tail(self) -> float:
         options = self.job.options
         return options.recipe.ranges.clip_tail if options.clip_tail is None else options.clip_tail
 
-    def quantize(self, ranges: Path, float_nodes: tuple[str, ...]) -> Path:
+    def quantize(self, ranges: CalibratedRanges, plan: Plan = NO_CHANGE) -> Path:
+        """The model quantized with ``ranges`` as ``plan`` changes them (float nodes, exact ranges)."""
         self.progress.start("quantizing")
         self.quantizations += 1
         target = self.work / f"quantized-{self.quantizations}.onnx"
-        exclude = self.job.options.exclude + float_nodes
-        quantize_with_ranges(self.work / "float.onnx", ranges, target, self.job.options, exclude)
+        table = self.work / f"ranges-{self.quantizations}.json"
+        save_ranges(ranges.with_exact(plan.exact), table)
+        exclude = self.job.options.exclude + plan.float_nodes
+        quantize_with_ranges(self.work / "float.onnx", table, target, self.job.options, exclude)
+        table.unlink()
         return target
 
-    def check(self, float_model: Path, ranges: Path, quantized: Path) -> tuple[CheckReport | None, Path]:
+    def check(
+        self, float_model: Path, ranges: CalibratedRanges, quantized: Path
+    ) -> tuple[CheckReport | None, Path]:
         job = self.job
         if not job.held_out:
             return None, quantized
@@ -421,13 +427,14 @@ class _Run:
             held,
             quantized,
             float_model,
-            lambda nodes: self.quantize(ranges, nodes),
+            lambda plan: self.quantize(ranges, plan),
             settings,
             self.progress,
             self.work,
+            relaxable=ranges.relaxable,
         )
-        if report.search is not None and report.search.float_nodes:
-            quantized = self.quantize(ranges, report.search.float_nodes)
+        if report.search is not None and report.search.chosen:
+            quantized = self.quantize(ranges, report.search.plan)
         return report, quantized
 
     def post_passes(self, model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tuple[str, PassReport]]]:

@@ -22,6 +22,7 @@ import contextlib
 import io
 import itertools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,22 +97,29 @@ def calibration_tensors(model: onnx.ModelProto) -> list[str]:
 
 
 def minmax_ranges(
-    stats: ActivationStats, tensors: Iterable[str], tail: float = 0.0, saturated: Iterable[str] = ()
+    stats: ActivationStats,
+    tensors: Iterable[str],
+    tail: float = 0.0,
+    saturated: Iterable[str] = (),
+    exact: Iterable[str] = (),
 ) -> Any:
     """``TensorsData`` from measured statistics, shaped as ``MinMaxCalibrater`` shapes it.
 
     With ``tail`` > 0, each tensor whose distribution was measured gets the range that
-    leaves that share of its values outside (:func:`tail_range`); ``saturated`` tensors
-    are clipped to where a sigmoid saturates (:func:`quantkit.graph.logits.saturating_logits`).
+    leaves that share of its values outside (:func:`tail_range`), except the ``exact``
+    ones (the graph's outputs: the mask itself, which a clipped range would flatten -
+    a test model's sigmoid output lost its top 28% that way and IoU vs FP32 fell from
+    0.86 to 0.70); ``saturated`` tensors are clipped to where a sigmoid saturates
+    (:func:`quantkit.graph.logits.saturating_logits`).
     """
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 
-    clipped = set(saturated)
+    clipped, kept = set(saturated), set(exact)
     data = {}
     for name in tensors:
         entry = stats[name]
         lo, hi = entry.tensor_range
-        if tail > 0 and entry.histogram is not None:
+        if tail > 0 and entry.histogram is not None and name not in kept:
             lo, hi = tail_range(entry.histogram, tail, lo, hi)
         if name in clipped:
             lo, hi = max(lo, np.float32(-SIGMOID_SATURATION)), min(hi, np.float32(SIGMOID_SATURATION))
@@ -127,7 +135,7 @@ SHARE_AT = 0.5
 
 
 def shared_concat_ranges(model: onnx.ModelProto, ranges: Any) -> Any:
-    """``ranges`` with each Concat input given the Concat output's range where that costs its
+    """New ranges: ``ranges`` with each Concat input given the Concat output's range where that costs its
     other readers at most one bit (or it has none).
 
     Why: onnxruntime quantizes each input of a Concat on its own range and requantizes it
@@ -138,9 +146,9 @@ def shared_concat_ranges(model: onnx.ModelProto, ranges: Any) -> Any:
     shared; sharing all 100 gave 0.9887 / 0.9753. Walked from the outputs back, so a Concat
     that feeds a Concat passes the range on.
     """
-    from onnxruntime.quantization.calibrate import TensorData
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
 
-    data = ranges.data
+    data = dict(ranges.data)
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -156,7 +164,7 @@ def shared_concat_ranges(model: onnx.ModelProto, ranges: Any) -> Any:
             alone = all(r.op_type == "Concat" for r in readers.get(name, []))
             if alone or float(np.max(own_hi - own_lo)) >= SHARE_AT * float(np.max(hi - lo)):
                 data[name] = TensorData(lowest=lo.copy(), highest=hi.copy())
-    return ranges
+    return TensorsData(ranges.calibration_method, data)
 
 
 def tail_range(
@@ -246,26 +254,74 @@ def histogram_ranges(
         return TensorsData(ort_method(method), collector.compute_collection_result())
 
 
+@dataclass(frozen=True)
+class CalibratedRanges:
+    """The ranges quantization uses (``chosen``) and the exact measured min-max ones
+    (``exact``) the accuracy search may give a tensor back where its clipped range hurts
+    (:mod:`quantkit.accuracy.search`). Both are onnxruntime ``TensorsData``."""
+
+    chosen: Any
+    exact: Any
+
+    @classmethod
+    def only(cls, ranges: Any) -> CalibratedRanges:
+        """Ranges with nothing clipped (histogram methods, exact min-max)."""
+        return cls(ranges, ranges)
+
+    @property
+    def relaxable(self) -> frozenset[str]:
+        """Tensors whose chosen range is narrower than the exact one."""
+        narrower = set()
+        for name, value in self.chosen.data.items():
+            exact = self.exact.data.get(name)
+            if exact is not None and _width(value) < _width(exact) * (1 - 1e-6):
+                narrower.add(name)
+        return frozenset(narrower)
+
+    def with_exact(self, tensors: Iterable[str]) -> Any:
+        """``chosen`` with ``tensors`` given their exact range."""
+        from onnxruntime.quantization.calibrate import TensorsData
+
+        data = dict(self.chosen.data)
+        data.update({t: self.exact.data[t] for t in tensors})
+        return TensorsData(self.chosen.calibration_method, data)
+
+    def encode(self) -> bytes:
+        import json
+
+        return json.dumps({"chosen": _to_dict(self.chosen), "exact": _to_dict(self.exact)}).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> CalibratedRanges:
+        import json
+
+        both = json.loads(data)
+        return cls(_from_dict(both["chosen"]), _from_dict(both["exact"]))
+
+
+def _width(value: Any) -> float:
+    lo, hi = value.range_value
+    return float(np.max(hi) - np.min(lo))
+
+
 def save_ranges(ranges: Any, path: Path) -> None:
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     save_tensors_data(ranges, path)
 
 
-def encode_ranges(ranges: Any) -> bytes:
+def _to_dict(ranges: Any) -> Any:
     import json
 
     from onnxruntime.quantization.calibrate import CalibrationCacheEncoder
 
-    return json.dumps(ranges.to_dict(), cls=CalibrationCacheEncoder).encode()
+    return json.loads(json.dumps(ranges.to_dict(), cls=CalibrationCacheEncoder))
 
 
-def decode_ranges(data: bytes) -> Any:
-    import json
-
+def _from_dict(data: Any) -> Any:
     from onnxruntime.quantization.calibrate import TensorsData
 
-    ranges = TensorsData.from_dict(json.loads(data))
+    ranges = TensorsData.from_dict(data)
     for value in ranges.values():  # a foreign or damaged entry must fail here, not in quantize_static
         lo, hi = value.range_value
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
