@@ -1,0 +1,385 @@
+"""Photos on Ray actors: paths out, small results back, in photo order, each exactly once.
+
+Imported only when ``--ray`` is given (``import quantkit`` never imports Ray), by
+:func:`quantkit.cluster.photos.map_photos`. A run, and why it is built so:
+
+* **Connect** (:func:`connected`). ``local`` starts a private instance in a
+  temporary folder of quantkit's (under ``$TMPDIR``, not ``/tmp/ray``) and removes it
+  after ``ray.shutdown()``, which ends every process the instance started. An
+  address is probed first - a TCP connection and an HTTP/2 preface, answered by any
+  gRPC server such as Ray's GCS, within ``connect_timeout`` - because ``ray.init``
+  on an address where nothing answers waits for minutes (measured: still waiting
+  after 204 s). ``ray.init`` installs a SIGTERM handler of its own (``sys.exit``):
+  quantkit's is put back, so SIGTERM still cleans up and exits 143.
+* **Rows**: one per photo, its index and path. The driver sends paths, never
+  pixels: the actors read the photos, so every node must see them at the same path.
+  Blocks of at most 8 photos (and at least 4 blocks per worker): a block is what a
+  killed worker costs, and what one progress step reports.
+* **Actors**: ``map_batches`` with a class and ``ActorPoolStrategy(size=workers)``.
+  Each actor opens the work once - one inference session per model - and handles
+  block after block. Its models run on ``--threads`` threads, 1 when that is 0
+  (the runtime's default, one thread per core of the node, in every actor would
+  oversubscribe the node), and it reserves as many of Ray's CPUs. Masks do not
+  depend on the thread count (u2netp FP32 and INT8, 0/1/2 threads: equal bits).
+* **Order and exactness**: ``preserve_order``. Ray Data hands blocks back in photo
+  order, holding those that finish early in its object store under its own
+  backpressure budget - not in this process, whose memory stays flat. The driver
+  still checks the indices (a repeat is dropped, a gap is an error) and yields
+  the results in photo order, which the caller aggregates exactly as a local run
+  does: the same floating-point additions, in the same order.
+* **Fault tolerance**: Ray Data's own defaults for actor pools, ``max_restarts=-1``
+  and ``max_task_retries=-1``: a dead actor is restarted (and opens the work again)
+  and the tasks it held run again. A block's results leave an actor only when its
+  task is done, so a killed worker costs a retry of that block, never a lost or
+  repeated photo (``tests/test_ray.py`` kills one mid-run). quantkit passes no
+  settings of its own for this: ``map_batches``' ``**ray_remote_args`` are
+  deprecated in Ray 2.60. The flip side is that a photo that kills its worker
+  every time (out of memory) is retried without end.
+* **Quiet**: Ray Data's progress bars and its INFO and WARNING logs are off for the
+  run, and the actors' output stays in Ray's log files (``log_to_driver=False``);
+  what Ray prints about a worker that died still reaches stderr. Ray's C++ core
+  logs an error line on stderr, once per process, when Ray Data creates its first
+  actor (ray-project/ray#53727: the constructor's arguments are in the object
+  store): see :func:`_spend_constructor_warning`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import pickle
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import ray
+import ray.data
+from ray.data import ActorPoolStrategy, DataContext
+
+from quantkit.cluster.photos import AUTO, LOCAL, PhotoWork, RayOptions
+from quantkit.errors import QuantkitError, Terminated
+from quantkit.progress import Progress
+
+R = TypeVar("R")
+
+MAX_BLOCK = 8  # photos per block at most: what a killed worker costs, and one progress step
+BLOCKS_PER_WORKER = 4  # at least, so every worker gets work and a slow block does not hold back the rest
+# A local instance's object store: Ray Data keeps the blocks in flight there, a few MB each
+# (a block of 8 u2netp results is 33 KB; of 8 ECSSD cutouts, ~2 MB).
+LOCAL_OBJECT_STORE = 512 * 2**20
+_RAY_LOGGERS = ("ray", "ray.data")
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A QuantkitError raised on an actor (a model it cannot open), carried back to the driver."""
+
+    error: QuantkitError
+
+
+@contextlib.contextmanager
+def map_photos(
+    work: PhotoWork[R], files: list[Path], *, label: str, progress: Progress, options: RayOptions
+) -> Iterator[Iterator[R]]:
+    """``work`` on every file on Ray actors: yields an iterator of one result per file, in order."""
+    threads = work.settings.threads or 1
+    work = work.with_settings(replace(work.settings, threads=threads))
+    progress.start(f"{label}: connecting to Ray ({options.address})")
+    with connected(options, cpus=threads * (options.workers or 0)), _quiet_data_context():
+        workers = _workers(options, threads)
+        progress.start(f"{label} on {workers} Ray worker{'s' if workers > 1 else ''}", len(files))
+        dataset = _dataset(files, workers).map_batches(
+            _actor_class(work),
+            batch_size=None,  # the whole block in one call, whose results leave together
+            batch_format="numpy",
+            compute=ActorPoolStrategy(size=workers),
+            num_cpus=threads,
+        )
+        results = _in_order(_rows(dataset), len(files), progress)
+        try:
+            yield results
+        finally:
+            results.close()  # stops Ray Data's executor before Ray shuts down
+
+
+def _dataset(files: list[Path], workers: int) -> Any:
+    rows = max(1, min(MAX_BLOCK, math.ceil(len(files) / (BLOCKS_PER_WORKER * workers))))
+    items = [{"index": k, "path": str(path)} for k, path in enumerate(files)]
+    return ray.data.from_items(items, override_num_blocks=math.ceil(len(files) / rows))
+
+
+def _actor_class(work: PhotoWork[Any]) -> type:
+    """A Ray Data actor class for ``work``: opens it once, then turns path rows into result rows.
+
+    Defined per run so that ``work`` travels inside the class (pickled with it by
+    value) instead of as a constructor argument. A QuantkitError - the model cannot
+    be opened on this node - is sent back as the result of every photo, for the
+    driver to raise as its one error line.
+    """
+
+    class PhotoWorker:
+        def __init__(self) -> None:
+            self.photo: Callable[[Path], Any] | None = None
+            self.error: _Failed | None = None
+            try:
+                self.photo = work.open()
+            except QuantkitError as exc:
+                self.error = _Failed(exc)
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            results = [pickle.dumps(self._one(Path(str(path)))) for path in batch["path"]]
+            return {"index": batch["index"], "result": np.array(results, dtype=object)}
+
+        def _one(self, path: Path) -> Any:
+            if self.photo is None:
+                return self.error
+            try:
+                return self.photo(path)
+            except QuantkitError as exc:
+                return _Failed(exc)
+
+    return PhotoWorker
+
+
+def _rows(dataset: Any) -> Iterator[tuple[int, Any]]:
+    """(index, result) as Ray Data streams them; a cluster failure becomes one error line."""
+    try:
+        for row in dataset.iter_rows():
+            yield int(row["index"]), pickle.loads(row["result"])
+    except ray.exceptions.RayTaskError:
+        raise  # an exception in quantkit's own code on an actor: a bug, its traceback is wanted
+    except ray.exceptions.RayError as exc:
+        raise QuantkitError(f"the Ray run failed: {_first_line(exc)}") from exc
+
+
+def _in_order(rows: Iterator[tuple[int, Any]], count: int, progress: Progress) -> Generator[Any]:
+    """Results by index 0, 1, 2...: a repeated index is dropped, a missing one is an error."""
+    waiting: dict[int, Any] = {}
+    expected = 0
+    for index, result in rows:
+        if index < expected or index in waiting:
+            continue  # a block that ran twice: the same photo, the same result
+        waiting[index] = result
+        while expected in waiting:
+            result = waiting.pop(expected)
+            if isinstance(result, _Failed):
+                raise result.error
+            progress.advance()
+            yield result
+            expected += 1
+    if expected != count:
+        raise QuantkitError(f"Ray returned {expected} of {count} photos in order; the run is incomplete")
+
+
+def _workers(options: RayOptions, threads: int) -> int:
+    resources: Callable[[], dict[str, float]] = ray.cluster_resources  # untyped in Ray
+    cpus = int(resources().get("CPU", 0))
+    workers = options.workers or max(1, cpus // threads)
+    if workers * threads > cpus:
+        raise QuantkitError(
+            f"{workers} Ray workers of {threads} thread(s) need {workers * threads} CPUs; "
+            f"the cluster at {options.address} has {cpus}"
+        )
+    return workers
+
+
+@contextlib.contextmanager
+def _quiet_data_context() -> Iterator[None]:
+    """Ray Data without its progress bars and logs, in order; the caller's settings put back after."""
+    context = DataContext.get_current()
+    saved = (
+        context.enable_progress_bars,
+        context.print_on_execution_start,
+        context.execution_options.preserve_order,
+    )
+    levels = {name: logging.getLogger(name).level for name in _RAY_LOGGERS}
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    context.execution_options.preserve_order = True
+    for name in _RAY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        (
+            context.enable_progress_bars,
+            context.print_on_execution_start,
+            context.execution_options.preserve_order,
+        ) = saved
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def connected(options: RayOptions, cpus: int = 0) -> Iterator[None]:
+    """Ray initialised for the block: connected to ``options.address``, or a private local instance.
+
+    A local instance gets this machine's CPUs (or ``cpus``, if more were asked for)
+    and is shut down and deleted afterwards. A connection this process already had
+    is used as it is, and left open, for ``auto``.
+    """
+    if ray.is_initialized():
+        if options.address != AUTO:
+            raise QuantkitError(
+                f"--ray {options.address}: this process is already connected to Ray; use 'auto' to run there"
+            )
+        yield
+        return
+    if options.address == LOCAL:
+        with _local_instance(cpus) as arguments:
+            _init(options.address, arguments)
+            try:
+                yield
+            finally:
+                ray.shutdown()
+        return
+    address = _resolve(options.address)
+    _probe(options.address, address, options.connect_timeout)
+    _init(options.address, {"address": address})
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _local_instance(cpus: int) -> Iterator[dict[str, Any]]:
+    """``ray.init`` arguments for a private instance in a temporary folder, removed afterwards.
+
+    The folder's name is short: Ray puts Unix sockets in it, whose paths must fit in
+    107 bytes. Usage statistics stay off (quantkit does not touch the network).
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        folder = tempfile.mkdtemp(prefix="qk-ray-")
+    except OSError as exc:
+        raise QuantkitError(
+            f"cannot create a folder for a local Ray instance ({exc.strerror}); set TMPDIR"
+        ) from exc
+    try:
+        yield {
+            "address": "local",
+            "num_cpus": max(os.cpu_count() or 1, cpus),
+            "object_store_memory": LOCAL_OBJECT_STORE,
+            "include_dashboard": False,
+            "_temp_dir": folder,
+        }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_warned = False  # this process has logged Ray's actor-constructor warning (once per process)
+
+
+def _spend_constructor_warning() -> None:
+    """Let Ray's C++ core log its once-per-process actor warning where nobody sees it.
+
+    Every run would otherwise start with a red ``E ... core_worker.cc`` line about
+    Ray Data's own actors, whose constructor arguments Ray Data puts in the object
+    store (ray-project/ray#53727; with ``max_restarts`` set it cannot be avoided
+    from outside). The core logs it synchronously, to file descriptor 2, in the call
+    that submits an actor like that, and only the first time: so one such submission
+    - an actor that needs no CPU, killed at once - is made with descriptor 2 on
+    /dev/null for those few milliseconds (0.13 s in all, with the kill). Anything
+    else written to stderr in that window (a progress bar's refresh) is lost.
+    """
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    handle: Any = None
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        handle = ray.remote(num_cpus=0, max_restarts=1)(_Nothing).remote(ray.put(None))
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+        if handle is not None:
+            ray.kill(handle)
+
+
+class _Nothing:
+    def __init__(self, _argument: object) -> None:
+        pass
+
+
+
+def _init(option: str, arguments: dict[str, Any]) -> None:
+    """``ray.init`` quietly; its failures as one line; quantkit's signal handlers put back."""
+    term, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        ray.init(log_to_driver=False, logging_level=logging.ERROR, **arguments)
+    except SystemExit as exc:  # Ray's own SIGTERM handler, while ray.init ran
+        raise Terminated() from exc
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        raise QuantkitError(f"--ray {option}: {_first_line(exc)}") from exc
+    finally:
+        if signal.getsignal(signal.SIGTERM) is not term:
+            signal.signal(signal.SIGTERM, term)
+        if signal.getsignal(signal.SIGINT) is not interrupt:
+            signal.signal(signal.SIGINT, interrupt)
+    _spend_constructor_warning()
+
+
+def _resolve(option: str) -> str:
+    """What ``auto`` stands for (RAY_ADDRESS, else the cluster ``ray start`` recorded), or ``option``."""
+    if option != AUTO:
+        return option
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if address in (AUTO, LOCAL):
+        raise QuantkitError(f"--ray auto: RAY_ADDRESS={address} does not name a cluster")
+    if address:
+        return address
+    # Where `ray start` records its cluster: Ray's temporary folder ($RAY_TMPDIR, $TMPDIR or /tmp)/ray.
+    base = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    with contextlib.suppress(OSError):
+        recorded = (Path(base) / "ray" / "ray_current_cluster").read_text().strip()
+        if recorded:
+            return recorded
+    raise QuantkitError(
+        "--ray auto: no Ray cluster found (RAY_ADDRESS is not set and no `ray start` cluster runs here); "
+        "use --ray local for a private one"
+    )
+
+
+# The client connection preface of HTTP/2 and an empty SETTINGS frame; a gRPC server answers
+# with a SETTINGS frame of its own (frame type 4, the fourth byte of its 9-byte header).
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_SETTINGS = 4
+
+
+def _probe(option: str, address: str, timeout: float) -> None:
+    """Refuse, within ``timeout``, an address where no gRPC server (Ray's GCS or client server) answers."""
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "ray"):
+        raise QuantkitError(
+            f"--ray {option}: unknown scheme {scheme}://; expected HOST:PORT or ray://HOST:PORT"
+        )
+    host, _, port_text = rest.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise QuantkitError(f"--ray {option}: expected auto, local, HOST:PORT or ray://HOST:PORT")
+    host = host.strip("[]")  # an IPv6 literal
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=timeout) as sock:
+            sock.sendall(_PREFACE)
+            header = sock.recv(9)
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__
+        raise QuantkitError(f"--ray {option}: cannot reach a Ray cluster at {rest} ({reason})") from exc
+    if len(header) < 4 or header[3] != _SETTINGS:
+        raise QuantkitError(f"--ray {option}: {rest} answers, but not as a Ray cluster does (gRPC)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
