@@ -92,7 +92,7 @@ RayOption = Annotated[
         "--ray",
         metavar="ADDRESS",
         help="Run the photos on a Ray cluster (pip install quantkit[ray]): auto (RAY_ADDRESS or the "
-        "`ray start` cluster), local (a private instance for this run), HOST:PORT or ray://HOST:PORT. "
+        "`ray start` cluster), local (a private instance for this run) or the head's HOST:PORT. "
         "Photos and models must be at the same paths on every node.",
         show_default=False,
     ),

@@ -50,11 +50,12 @@ class RayOptions:
     ``address``: ``"auto"`` (the cluster ``RAY_ADDRESS`` names, else the one ``ray
     start`` runs on this machine), ``"local"`` (a private Ray instance on this machine
     for this run only, stopped and deleted after it, processes and temporary files
-    included), ``"HOST:PORT"`` (a head node's GCS address) or ``"ray://HOST:PORT"``
-    (Ray Client). ``workers``: Ray actors, each holding one session per model
-    (default: the cluster's CPUs divided by the threads each one runs). The photos and
-    models must be at the same paths on every node; ``connect_timeout`` bounds the wait
-    for an address to answer.
+    included) or ``"HOST:PORT"`` (a head node's GCS address; Ray Data does not run
+    through Ray Client's ``ray://``). ``workers``: Ray actors, each holding one session
+    per model (default: the cluster's CPUs divided by the threads each one runs). The
+    photos and models must be at the same paths on every node (relative paths: under
+    the same current folder); ``connect_timeout`` bounds the wait for an address to
+    answer.
     """
 
     address: str = LOCAL
@@ -65,7 +66,7 @@ class RayOptions:
         if self.workers is not None and self.workers < 1:
             raise QuantkitError(f"--ray-workers {self.workers}: expected at least 1")
         if not self.address.strip():
-            raise QuantkitError("--ray: expected auto, local, HOST:PORT or ray://HOST:PORT")
+            raise QuantkitError("--ray: expected auto, local or HOST:PORT")
         if self.connect_timeout <= 0:
             raise QuantkitError(f"Ray connect timeout {self.connect_timeout}: expected a positive number")
 

@@ -37,10 +37,8 @@ Imported only when ``--ray`` is given (``import quantkit`` never imports Ray), b
   every time (out of memory) is retried without end.
 * **Quiet**: Ray Data's progress bars and its INFO and WARNING logs are off for the
   run, and the actors' output stays in Ray's log files (``log_to_driver=False``);
-  what Ray prints about a worker that died still reaches stderr. Ray's C++ core
-  logs an error line on stderr, once per process, when Ray Data creates its first
-  actor (ray-project/ray#53727: the constructor's arguments are in the object
-  store): see :func:`_spend_constructor_warning`.
+  what Ray prints about a worker that died still reaches stderr. What Ray's C++
+  core writes to stderr while connecting is captured (:func:`_init`).
 """
 
 from __future__ import annotations
@@ -50,16 +48,25 @@ import logging
 import math
 import os
 import pickle
+import re
+import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
+
+# Ray starts a local instance of its own when something calls into it unconnected; a quantkit
+# run must never start one it did not plan (nor write ~/.ray and /tmp/ray for it). Ray reads
+# this once, when it is first imported.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+
 import ray
 import ray.data
 from ray.data import ActorPoolStrategy, DataContext
@@ -120,15 +127,21 @@ def _actor_class(work: PhotoWork[Any]) -> type:
     """A Ray Data actor class for ``work``: opens it once, then turns path rows into result rows.
 
     Defined per run so that ``work`` travels inside the class (pickled with it by
-    value) instead of as a constructor argument. A QuantkitError - the model cannot
-    be opened on this node - is sent back as the result of every photo, for the
-    driver to raise as its one error line.
+    value) instead of as a constructor argument. The actor works in the driver's
+    current folder, so that relative paths name the same files as on the driver
+    (a cluster's workers start elsewhere) and every message names them as a local
+    run does. A QuantkitError - the model cannot be opened on this node - is sent
+    back as the result of every photo, for the driver to raise as its one error line.
     """
+
+    folder = os.getcwd()
 
     class PhotoWorker:
         def __init__(self) -> None:
             self.photo: Callable[[Path], Any] | None = None
             self.error: _Failed | None = None
+            with contextlib.suppress(OSError):  # a node without it: relative paths will say so
+                os.chdir(folder)
             try:
                 self.photo = work.open()
             except QuantkitError as exc:
@@ -149,32 +162,40 @@ def _actor_class(work: PhotoWork[Any]) -> type:
     return PhotoWorker
 
 
-def _rows(dataset: Any) -> Iterator[tuple[int, Any]]:
-    """(index, result) as Ray Data streams them; a cluster failure becomes one error line."""
+def _rows(dataset: Any) -> Generator[tuple[int, Any]]:
+    """(index, result) as Ray Data streams them; a cluster failure becomes one error line.
+
+    Ray Data's iterator is closed here however the loop ends, so that its executor
+    has stopped before Ray shuts down (left to the garbage collector, it outlived
+    ``ray.shutdown()``, called into a Ray that was gone, and Ray started a new local
+    instance to answer it).
+    """
     try:
-        for row in dataset.iter_rows():
-            yield int(row["index"]), pickle.loads(row["result"])
+        with contextlib.closing(iter(dataset.iter_rows())) as rows:  # iter(): the generator
+            for row in rows:
+                yield int(row["index"]), pickle.loads(row["result"])
     except ray.exceptions.RayTaskError:
         raise  # an exception in quantkit's own code on an actor: a bug, its traceback is wanted
     except ray.exceptions.RayError as exc:
         raise QuantkitError(f"the Ray run failed: {_first_line(exc)}") from exc
 
 
-def _in_order(rows: Iterator[tuple[int, Any]], count: int, progress: Progress) -> Generator[Any]:
+def _in_order(rows: Generator[tuple[int, Any]], count: int, progress: Progress) -> Generator[Any]:
     """Results by index 0, 1, 2...: a repeated index is dropped, a missing one is an error."""
     waiting: dict[int, Any] = {}
     expected = 0
-    for index, result in rows:
-        if index < expected or index in waiting:
-            continue  # a block that ran twice: the same photo, the same result
-        waiting[index] = result
-        while expected in waiting:
-            result = waiting.pop(expected)
-            if isinstance(result, _Failed):
-                raise result.error
-            progress.advance()
-            yield result
-            expected += 1
+    with contextlib.closing(rows):
+        for index, result in rows:
+            if index < expected or index in waiting:
+                continue  # a block that ran twice: the same photo, the same result
+            waiting[index] = result
+            while expected in waiting:
+                result = waiting.pop(expected)
+                if isinstance(result, _Failed):
+                    raise result.error
+                progress.advance()
+                yield result
+                expected += 1
     if expected != count:
         raise QuantkitError(f"Ray returned {expected} of {count} photos in order; the run is incomplete")
 
@@ -250,20 +271,32 @@ def connected(options: RayOptions, cpus: int = 0) -> Iterator[None]:
         ray.shutdown()
 
 
+# A local instance's token: Ray >= 2.5x starts local instances with token authentication
+# and, given no token, writes one to ~/.ray/auth_token, where it would outlive the run. This
+# one lives in the environment of the instance's processes only. One per process: Ray's C++
+# side keeps the first token it reads.
+_LOCAL_TOKEN = secrets.token_hex(32)
+
+
 @contextlib.contextmanager
 def _local_instance(cpus: int) -> Iterator[dict[str, Any]]:
     """``ray.init`` arguments for a private instance in a temporary folder, removed afterwards.
 
     The folder's name is short: Ray puts Unix sockets in it, whose paths must fit in
-    107 bytes. Usage statistics stay off (quantkit does not touch the network).
+    107 bytes. Usage statistics stay off (quantkit does not touch the network), and
+    the instance's token is a random one that is never written to disk.
     """
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         folder = tempfile.mkdtemp(prefix="qk-ray-")
     except OSError as exc:
+        reason = exc.strerror
         raise QuantkitError(
-            f"cannot create a folder for a local Ray instance ({exc.strerror}); set TMPDIR"
+            f"cannot create a folder for a local Ray instance ({reason}); set TMPDIR"
         ) from exc
+    environment = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_TOKEN": _LOCAL_TOKEN}
+    # RAY_AUTH_MODE too: ray.init sets it to "token" for a local instance, and leaves it set.
+    saved = {name: os.environ.get(name) for name in [*environment, "RAY_AUTH_MODE"]}
+    os.environ.update(environment)
     try:
         yield {
             "address": "local",
@@ -273,39 +306,58 @@ def _local_instance(cpus: int) -> Iterator[dict[str, Any]]:
             "_temp_dir": folder,
         }
     finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(folder, ignore_errors=True)
 
 
-_warned = False  # this process has logged Ray's actor-constructor warning (once per process)
+def _init(option: str, arguments: dict[str, Any]) -> None:
+    """``ray.init``, its chatter kept off the terminal, its failure as one line with Ray's reason.
+
+    While it connects, Ray's C++ core writes warnings straight to file descriptor 2
+    - one a second for 20 s when a cluster refuses the driver's token, say - so
+    descriptor 2 goes to a temporary file for that time, and the last of those
+    warnings joins the error line if the connection fails. A progress bar's
+    refreshes in that window are lost with it. ``ray.init`` also installs a SIGTERM
+    handler of its own (``sys.exit``): quantkit's handlers are put back.
+    """
+    term, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        with tempfile.TemporaryFile() as captured:
+            with _stderr_to(captured):
+                try:
+                    ray.init(log_to_driver=False, logging_level=logging.ERROR, **arguments)
+                    _spend_constructor_warning()
+                    return
+                except SystemExit as exc:  # Ray's own SIGTERM handler, while ray.init ran
+                    raise Terminated() from exc
+                except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+                    failure = exc
+            reason = _last_ray_warning(captured.read())
+        why = f" ({reason})" if reason and reason not in str(failure) else ""
+        raise QuantkitError(f"--ray {option}: {_first_line(failure)}{why}") from failure
+    finally:
+        if signal.getsignal(signal.SIGTERM) is not term:
+            signal.signal(signal.SIGTERM, term)
+        if signal.getsignal(signal.SIGINT) is not interrupt:
+            signal.signal(signal.SIGINT, interrupt)
 
 
 def _spend_constructor_warning() -> None:
-    """Let Ray's C++ core log its once-per-process actor warning where nobody sees it.
+    """Have Ray's C++ core log its once-per-process actor warning while stderr is captured.
 
     Every run would otherwise start with a red ``E ... core_worker.cc`` line about
     Ray Data's own actors, whose constructor arguments Ray Data puts in the object
-    store (ray-project/ray#53727; with ``max_restarts`` set it cannot be avoided
-    from outside). The core logs it synchronously, to file descriptor 2, in the call
-    that submits an actor like that, and only the first time: so one such submission
-    - an actor that needs no CPU, killed at once - is made with descriptor 2 on
-    /dev/null for those few milliseconds (0.13 s in all, with the kill). Anything
-    else written to stderr in that window (a progress bar's refresh) is lost.
+    store (ray-project/ray#53727; with ``max_restarts`` set, not avoidable from
+    outside). The core logs it once per process, synchronously, in the call that
+    submits such an actor: one submission of an actor that needs no CPU, killed at
+    once, spends it (0.13 s).
     """
-    global _warned
-    if _warned:
-        return
-    _warned = True
-    handle: Any = None
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        handle = ray.remote(num_cpus=0, max_restarts=1)(_Nothing).remote(ray.put(None))
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-        if handle is not None:
-            ray.kill(handle)
+    handle: Any = ray.remote(num_cpus=0, max_restarts=1)(_Nothing).remote(ray.put(None))
+    ray.kill(handle)
 
 
 class _Nothing:
@@ -313,22 +365,28 @@ class _Nothing:
         pass
 
 
-
-def _init(option: str, arguments: dict[str, Any]) -> None:
-    """``ray.init`` quietly; its failures as one line; quantkit's signal handlers put back."""
-    term, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+@contextlib.contextmanager
+def _stderr_to(captured: BinaryIO) -> Iterator[None]:
+    """File descriptor 2 into ``captured`` for the block; ``captured`` rewound afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(captured.fileno(), 2)
     try:
-        ray.init(log_to_driver=False, logging_level=logging.ERROR, **arguments)
-    except SystemExit as exc:  # Ray's own SIGTERM handler, while ray.init ran
-        raise Terminated() from exc
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        raise QuantkitError(f"--ray {option}: {_first_line(exc)}") from exc
+        yield
     finally:
-        if signal.getsignal(signal.SIGTERM) is not term:
-            signal.signal(signal.SIGTERM, term)
-        if signal.getsignal(signal.SIGINT) is not interrupt:
-            signal.signal(signal.SIGINT, interrupt)
-    _spend_constructor_warning()
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        captured.seek(0)
+
+
+# A line of Ray's C++ log: "[2026-12-06 03:24:28,828 W 30700 30700] gcs_client.cc:210: message".
+_RAY_LOG_LINE = re.compile(rb"^\[[^\]]* [WEF] \d+ \d+\] [\w.]+:\d+: (.*)$", re.MULTILINE)
+
+
+def _last_ray_warning(text: bytes) -> str:
+    found = _RAY_LOG_LINE.findall(text)
+    return found[-1].decode("utf-8", "replace").strip()[:200] if found else ""
 
 
 def _resolve(option: str) -> str:
@@ -359,15 +417,18 @@ _SETTINGS = 4
 
 
 def _probe(option: str, address: str, timeout: float) -> None:
-    """Refuse, within ``timeout``, an address where no gRPC server (Ray's GCS or client server) answers."""
+    """Refuse, within ``timeout``, an address where no gRPC server (such as Ray's GCS) answers."""
     scheme, _, rest = address.rpartition("://")
-    if scheme not in ("", "ray"):
+    if scheme == "ray":
         raise QuantkitError(
-            f"--ray {option}: unknown scheme {scheme}://; expected HOST:PORT or ray://HOST:PORT"
+            f"--ray {option}: Ray Data does not run through Ray Client (ray://); run quantkit on a node "
+            "of the cluster, with --ray auto or the head's HOST:PORT (6379 unless set otherwise)"
         )
+    if scheme:
+        raise QuantkitError(f"--ray {option}: unknown scheme {scheme}://; expected auto, local or HOST:PORT")
     host, _, port_text = rest.rpartition(":")
     if not host or not port_text.isdigit():
-        raise QuantkitError(f"--ray {option}: expected auto, local, HOST:PORT or ray://HOST:PORT")
+        raise QuantkitError(f"--ray {option}: expected auto, local or HOST:PORT")
     host = host.strip("[]")  # an IPv6 literal
     try:
         with socket.create_connection((host, int(port_text)), timeout=timeout) as sock:
