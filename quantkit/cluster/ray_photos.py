@@ -4,10 +4,11 @@ Imported only when ``--ray`` is given (``import quantkit`` never imports Ray), b
 :func:`quantkit.cluster.photos.map_photos`. A run, and why it is built so:
 
 * **Connect** (:func:`connected`). ``local`` starts a private instance in a
-  temporary folder of quantkit's (under ``$TMPDIR``, not ``/tmp/ray``) and removes it
-  after ``ray.shutdown()``, which ends every process the instance started. An
-  address is probed first - a TCP connection and an HTTP/2 preface, answered by any
-  gRPC server such as Ray's GCS, within ``connect_timeout`` - because ``ray.init``
+  temporary folder of quantkit's (under ``$TMPDIR``, or ``/tmp`` when that path is too
+  long for Ray's sockets; never ``/tmp/ray``) and removes it after ``ray.shutdown()``,
+  which ends every process the instance started. An address is probed first - a TCP
+  connection and an HTTP/2 preface, answered by any gRPC server such as Ray's GCS,
+  within ``connect_timeout`` - because ``ray.init``
   on an address where nothing answers waits for minutes (measured: still waiting
   after 204 s). ``ray.init`` installs a SIGTERM handler of its own (``sys.exit``):
   quantkit's is put back, so SIGTERM still cleans up and exits 143.
@@ -32,18 +33,22 @@ Imported only when ``--ray`` is given (``import quantkit`` never imports Ray), b
   and the tasks it held run again. A block's results leave an actor only when its
   task is done, so a killed worker costs a retry of that block, never a lost or
   repeated photo (``tests/test_ray.py`` kills one mid-run). quantkit passes no
-  settings of its own for this: ``map_batches``' ``**ray_remote_args`` are
-  deprecated in Ray 2.60. The flip side is that a photo that kills its worker
-  every time (out of memory) is retried without end.
-* **Quiet**: Ray Data's progress bars and its INFO and WARNING logs are off for the
-  run, and the actors' output stays in Ray's log files (``log_to_driver=False``);
-  what Ray prints about a worker that died still reaches stderr. What Ray's C++
-  core writes to stderr while connecting is captured (:func:`_init`).
+  settings of its own for this (``map_batches``' ``**ray_remote_args`` are
+  deprecated in Ray 2.60); instead a ledger (:class:`_Ledger`) counts the workers
+  that died on each photo, so that a photo that kills every worker that reads it
+  (out of memory) ends the run with one error line after :data:`WORKER_DEATHS`
+  of them, rather than being retried without end.
+* **Quiet**: Ray Data's progress bars, its INFO and WARNING logs and Ray's Python
+  warnings are off for the run, and the actors' output stays in Ray's log files
+  (``log_to_driver=False``); what Ray prints about a worker that died reaches
+  stderr, not stdout (:class:`_RayNotes`). What Ray's C++ core writes to stderr
+  while connecting is captured (:func:`_init`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
@@ -55,10 +60,11 @@ import signal
 import socket
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TextIO, TypeVar
 
 import numpy as np
 
@@ -83,6 +89,8 @@ BLOCKS_PER_WORKER = 4  # at least, so every worker gets work and a slow block do
 # (a block of 8 u2netp results is 33 KB; of 8 ECSSD cutouts, ~2 MB).
 LOCAL_OBJECT_STORE = 512 * 2**20
 _RAY_LOGGERS = ("ray", "ray.data")
+# Workers that may die on one photo (or loading the models) before it is not tried again.
+WORKER_DEATHS = 3
 
 
 @dataclass(frozen=True)
@@ -100,11 +108,18 @@ def map_photos(
     threads = work.settings.threads or 1
     work = work.with_settings(replace(work.settings, threads=threads))
     progress.start(f"{label}: connecting to Ray ({options.address})")
-    with connected(options, cpus=threads * (options.workers or 0)), _quiet_data_context():
-        workers = _workers(options, threads)
+    notes = _RayNotes(sys.stderr)
+    with (
+        contextlib.redirect_stdout(notes),
+        connected(options, cpus=threads * (options.workers or 0)),
+        _quiet_data_context(),
+    ):
+        workers = min(_workers(options, threads), len(files))  # no idle actor loading the models
         progress.start(f"{label} on {workers} Ray worker{'s' if workers > 1 else ''}", len(files))
+        ledger_name = f"quantkit-ledger-{secrets.token_hex(8)}"
+        ledger: Any = ray.remote(num_cpus=0)(_Ledger).options(name=ledger_name).remote()
         dataset = _dataset(files, workers).map_batches(
-            _actor_class(work),
+            _actor_class(work, ledger_name),
             batch_size=None,  # the whole block in one call, whose results leave together
             batch_format="numpy",
             compute=ActorPoolStrategy(size=workers),
@@ -114,7 +129,42 @@ def map_photos(
         try:
             yield results
         finally:
+            notes.muted = True
             results.close()  # stops Ray Data's executor before Ray shuts down
+            ray.kill(ledger)
+
+
+_ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _RayNotes(io.TextIOBase):
+    """``sys.stdout`` while Ray runs: what Ray prints there goes to stderr, or nowhere at the end.
+
+    Ray prints its notes about workers ("the actor died", "the task will be
+    retried") to the driver's stdout, which may be carrying ``compare --json -``;
+    they belong with quantkit's warnings, on stderr (without colours, unless stderr
+    is a terminal and NO_COLOR is unset). Once the run ends (done, failed
+    or interrupted) they are dropped: stopping the actors makes Ray note every task
+    it cancels.
+    """
+
+    def __init__(self, target: TextIO) -> None:
+        super().__init__()
+        self.target = target
+        self.muted = False
+        self.colour = target.isatty() and "NO_COLOR" not in os.environ
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not self.muted:
+            self.target.write(text if self.colour else _ANSI_COLOUR.sub("", text))
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.muted:
+            self.target.flush()
 
 
 def _dataset(files: list[Path], workers: int) -> Any:
@@ -123,15 +173,50 @@ def _dataset(files: list[Path], workers: int) -> Any:
     return ray.data.from_items(items, override_num_blocks=math.ceil(len(files) / rows))
 
 
-def _actor_class(work: PhotoWork[Any]) -> type:
+class _Ledger:
+    """What quantkit's actors started and never finished, because the process died on it.
+
+    One per run, a named actor that needs no CPU. An actor tells it when it starts
+    and ends a photo (key: the photo's index) and loading the models (key: the
+    actor's id, which a restarted actor keeps). Ray restarts a dead actor and runs
+    its tasks again without end, so a photo that kills every worker that reads it
+    (out of memory, say) would hold the run forever: the ledger counts those deaths,
+    and after :data:`WORKER_DEATHS` the photo is not tried again - it comes back as
+    the run's one error line. A photo is worked on by one actor at a time, and an
+    actor's calls run in the order it sent them, so a start without its end is a death.
+    """
+
+    def __init__(self) -> None:
+        self.unfinished: dict[int | str, int] = {}
+
+    def begin(self, key: int | str) -> int:
+        """Note a start of ``key``; returns how many earlier starts of it never ended."""
+        deaths = self.unfinished.get(key, 0)
+        self.unfinished[key] = deaths + 1
+        return deaths
+
+    def end(self, key: int | str) -> None:
+        left = self.unfinished.pop(key) - 1  # only what is unfinished stays: memory flat in photos
+        if left:
+            self.unfinished[key] = left
+
+
+def _begin(ledger: Any, key: int | str) -> int:
+    """:meth:`_Ledger.begin` from an actor: how many earlier starts of ``key`` never ended."""
+    deaths: Any = ray.get(ledger.begin.remote(key))
+    return int(deaths)
+
+
+def _actor_class(work: PhotoWork[Any], ledger_name: str) -> type:
     """A Ray Data actor class for ``work``: opens it once, then turns path rows into result rows.
 
     Defined per run so that ``work`` travels inside the class (pickled with it by
     value) instead of as a constructor argument. The actor works in the driver's
     current folder, so that relative paths name the same files as on the driver
     (a cluster's workers start elsewhere) and every message names them as a local
-    run does. A QuantkitError - the model cannot be opened on this node - is sent
-    back as the result of every photo, for the driver to raise as its one error line.
+    run does. A QuantkitError - the model cannot be opened on this node, or workers
+    kept dying on a photo (:class:`_Ledger`) - is sent back as the result of the
+    photos concerned, for the driver to raise as its one error line.
     """
 
     folder = os.getcwd()
@@ -140,24 +225,41 @@ def _actor_class(work: PhotoWork[Any]) -> type:
         def __init__(self) -> None:
             self.photo: Callable[[Path], Any] | None = None
             self.error: _Failed | None = None
+            self.ledger: Any = ray.get_actor(ledger_name)
             with contextlib.suppress(OSError):  # a node without it: relative paths will say so
                 os.chdir(folder)
+            key = f"loading {ray.get_runtime_context().get_actor_id()}"
+            deaths = _begin(self.ledger, key)
+            if deaths >= WORKER_DEATHS:
+                message = f"a Ray worker died {deaths} times loading the models (out of memory?)"
+                self.error = _Failed(QuantkitError(message))
+                return
             try:
                 self.photo = work.open()
             except QuantkitError as exc:
                 self.error = _Failed(exc)
+            self.ledger.end.remote(key)
 
         def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            results = [pickle.dumps(self._one(Path(str(path)))) for path in batch["path"]]
+            results = [
+                pickle.dumps(self._one(int(index), Path(str(path))))
+                for index, path in zip(batch["index"], batch["path"], strict=True)
+            ]
             return {"index": batch["index"], "result": np.array(results, dtype=object)}
 
-        def _one(self, path: Path) -> Any:
+        def _one(self, index: int, path: Path) -> Any:
             if self.photo is None:
                 return self.error
+            deaths = _begin(self.ledger, index)
+            if deaths >= WORKER_DEATHS:
+                message = f"{path}: {deaths} Ray workers died on this photo (out of memory?); not tried again"
+                return _Failed(QuantkitError(message))
             try:
                 return self.photo(path)
             except QuantkitError as exc:
                 return _Failed(exc)
+            finally:
+                self.ledger.end.remote(index)
 
     return PhotoWorker
 
@@ -214,7 +316,8 @@ def _workers(options: RayOptions, threads: int) -> int:
 
 @contextlib.contextmanager
 def _quiet_data_context() -> Iterator[None]:
-    """Ray Data without its progress bars and logs, in order; the caller's settings put back after."""
+    """Ray Data without its progress bars, logs and warnings, in order; the caller's settings put back
+    after."""
     context = DataContext.get_current()
     saved = (
         context.enable_progress_bars,
@@ -228,7 +331,12 @@ def _quiet_data_context() -> Iterator[None]:
     for name in _RAY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        yield
+        # Ray's Python warnings (advice on its own settings, deprecations) are not the user's
+        # business. catch_warnings swaps the process's filters (up to Python 3.13, and in 3.14
+        # unless context-aware warnings are on), so they hold in Ray Data's executor thread too.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+            yield
     finally:
         (
             context.enable_progress_bars,
@@ -278,6 +386,38 @@ def connected(options: RayOptions, cpus: int = 0) -> Iterator[None]:
 _LOCAL_TOKEN = secrets.token_hex(32)
 
 
+# Ray's Unix sockets live at FOLDER/session_<date>_<time>_<microseconds>_<pid>/sockets/plasma_store
+# and their paths must fit in 107 bytes: 43 for FOLDER (with a 7-digit pid), 15 of them for the
+# "qk-ray-XXXXXXXX" that mkdtemp adds.
+_SOCKET_PATH_MAX = 107
+_SOCKET_TAIL = len("/session_2026-12-06_04-09-20_390930_4194304/sockets/plasma_store")
+_FOLDER_NAME = len("/qk-ray-XXXXXXXX")
+
+
+def _short_folder() -> str:
+    """A new folder for a local instance: under ``$TMPDIR``, or ``/tmp`` when that path is too long.
+
+    Ray refuses socket paths over 107 bytes (its own ``/tmp/ray`` default exists for that
+    reason): a long ``$TMPDIR`` - macOS gives every user one of ~50 characters, and test
+    runners nest them deep - would stop the instance before it starts.
+    """
+    bases = [tempfile.gettempdir(), "/tmp"]
+    fitting = [b for b in bases if len(os.fsencode(b)) + _FOLDER_NAME + _SOCKET_TAIL <= _SOCKET_PATH_MAX]
+    if not fitting:
+        raise QuantkitError(
+            f"cannot start a local Ray instance: the temporary folder {bases[0]} is too long a path "
+            "for Ray's sockets (107 bytes); set TMPDIR to a short folder"
+        )
+    failure: OSError | None = None
+    for base in dict.fromkeys(fitting):  # in order, once each
+        try:
+            return tempfile.mkdtemp(prefix="qk-ray-", dir=base)
+        except OSError as exc:
+            failure = failure or exc
+    reason = failure.strerror if failure else "no folder"
+    raise QuantkitError(f"cannot create a folder for a local Ray instance ({reason}); set TMPDIR")
+
+
 @contextlib.contextmanager
 def _local_instance(cpus: int) -> Iterator[dict[str, Any]]:
     """``ray.init`` arguments for a private instance in a temporary folder, removed afterwards.
@@ -286,13 +426,7 @@ def _local_instance(cpus: int) -> Iterator[dict[str, Any]]:
     107 bytes. Usage statistics stay off (quantkit does not touch the network), and
     the instance's token is a random one that is never written to disk.
     """
-    try:
-        folder = tempfile.mkdtemp(prefix="qk-ray-")
-    except OSError as exc:
-        reason = exc.strerror
-        raise QuantkitError(
-            f"cannot create a folder for a local Ray instance ({reason}); set TMPDIR"
-        ) from exc
+    folder = _short_folder()
     environment = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_TOKEN": _LOCAL_TOKEN}
     # RAY_AUTH_MODE too: ray.init sets it to "token" for a local instance, and leaves it set.
     saved = {name: os.environ.get(name) for name in [*environment, "RAY_AUTH_MODE"]}
@@ -334,7 +468,7 @@ def _init(option: str, arguments: dict[str, Any]) -> None:
                     return
                 except SystemExit as exc:  # Ray's own SIGTERM handler, while ray.init ran
                     raise Terminated() from exc
-                except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+                except (OSError, RuntimeError, ValueError) as exc:  # OSError: connections, sockets
                     failure = exc
             reason = _last_ray_warning(captured.read())
         why = f" ({reason})" if reason and reason not in str(failure) else ""
