@@ -29,6 +29,7 @@ _EXPORTS = {
     "BenchOptions": "quantkit.bench.measure",
     "RemoveOptions": "quantkit.removal.remove",
     "RuntimeSettings": "quantkit.runtime.base",
+    "RayOptions": "quantkit.cluster.photos",
     "Thresholds": "quantkit.accuracy.gate",
     "QuantkitError": "quantkit.errors",
     "GateFailed": "quantkit.errors",
@@ -41,6 +42,7 @@ __all__ = [
     "GateFailed",
     "QuantizeOptions",
     "QuantkitError",
+    "RayOptions",
     "RemoveOptions",
     "RuntimeSettings",
     "Session",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from quantkit.accuracy.gate import Thresholds
     from quantkit.api import bench, compare, quantize, remove
     from quantkit.bench.measure import BenchOptions
+    from quantkit.cluster.photos import RayOptions
     from quantkit.errors import GateFailed, QuantkitError
     from quantkit.isa import TargetCpu
     from quantkit.ptq.options import QuantizeOptions

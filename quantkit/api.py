@@ -16,6 +16,7 @@ from pathlib import Path
 
 from quantkit.accuracy.compare import CompareReport, plan_compare, run_compare
 from quantkit.bench.measure import BenchOptions, BenchReport, plan_bench, run_bench
+from quantkit.cluster.photos import RayOptions
 from quantkit.progress import Progress
 from quantkit.ptq.options import QuantizeOptions
 from quantkit.ptq.pipeline import plan_quantize, run_quantize
@@ -63,10 +64,13 @@ def compare(
     noise_floor: bool = True,
     settings: RuntimeSettings | None = None,
     progress: Progress | None = None,
+    ray: RayOptions | None = None,
 ) -> CompareReport:
     """Masks of ``models`` against ``reference``'s on the photos in ``images`` (ground truth: ``masks``).
 
     Check the result against thresholds with :func:`quantkit.accuracy.gate.failures`.
+    ``ray`` runs the photos on a Ray cluster (``pip install 'quantkit[ray]'``), with the
+    same results as here.
     """
     job = plan_compare(
         [Path(reference), *map(Path, models)],
@@ -78,7 +82,7 @@ def compare(
         settings=settings,
         progress=progress,
     )
-    return run_compare(job, progress)
+    return run_compare(job, progress, ray)
 
 
 def bench(
@@ -96,9 +100,14 @@ def remove(
     options: RemoveOptions | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    ray: RayOptions | None = None,
 ) -> RemoveReport:
-    """Write a cutout (or mask) PNG per photo of ``inputs`` (files or folders) into ``output_dir``."""
+    """Write a cutout (or mask) PNG per photo of ``inputs`` (files or folders) into ``output_dir``.
+
+    ``ray`` cuts the photos out on a Ray cluster (``pip install 'quantkit[ray]'``); the
+    PNGs, written here, are the same bytes.
+    """
     job = plan_remove(
         Path(model), [Path(i) for i in inputs], output_dir=Path(output_dir), options=options, force=force
     )
-    return run_remove(job, progress)
+    return run_remove(job, progress, ray)

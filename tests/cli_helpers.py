@@ -31,14 +31,17 @@ def as_foreground() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def quantkit(*args: object, cwd: Path | None = None, timeout: float = 600) -> Result:
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", TERM="dumb")
+def quantkit(
+    *args: object, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> Result:
+    """The command in a subprocess; ``env`` is added to the environment."""
+    environment = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "quantkit", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=env,
+        env=environment,
         timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)

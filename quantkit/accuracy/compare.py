@@ -12,21 +12,24 @@ them (:mod:`quantkit.accuracy.saliency`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from quantkit.accuracy.agreement import AgreementLog, agreement
+from quantkit.accuracy.agreement import Agreement, AgreementLog, agreement
 from quantkit.accuracy.noise import JPEG_QUALITY, Within, jpeg_resave
-from quantkit.accuracy.saliency import SaliencyMetrics, SaliencyScores
+from quantkit.accuracy.saliency import ImageTerms, SaliencyMetrics, SaliencyScores, image_terms
+from quantkit.cluster.photos import RayOptions, map_photos
 from quantkit.errors import QuantkitError
 from quantkit.files.guard import OutputGuard
 from quantkit.isa import IsaInfo, host_isa
 from quantkit.model.family import DetectedBy, Detection
-from quantkit.model.images import ImageReadError, SkipLog, iter_images, list_images, open_image
+from quantkit.model.images import ImageReadError, SkipLog, list_images, open_image
 from quantkit.model.masks import predict_mask_array
 from quantkit.model.spec import ModelSpec, read_spec
 from quantkit.progress import NullProgress, Progress
@@ -209,35 +212,83 @@ def plan_compare(
     return CompareJob(models, specs, images, files, masks, noise_floor, settings or COMPARE_SESSION, guard)
 
 
-def run_compare(job: CompareJob, progress: Progress | None = None) -> CompareReport:
+@dataclass(frozen=True)
+class PhotoScores:
+    """What compare keeps of one photo: a few numbers, picklable, so a Ray actor can send them back."""
+
+    skipped: str | None = None  # why the photo could not be read; nothing else is set then
+    agreement: tuple[Agreement, ...] = ()  # each candidate's mask against the reference's
+    floor: Agreement | None = None  # the reference's mask of the JPEG-95 re-save against its own
+    truth: tuple[ImageTerms, ...] | None = None  # each model against the ground truth; None: no mask
+
+
+@dataclass(frozen=True)
+class ScorePhotos:
+    """compare's work on one photo, for :func:`quantkit.cluster.photos.map_photos`.
+
+    Opened once per process - here, or on each Ray actor - with one runner per model.
+    """
+
+    specs: tuple[ModelSpec, ...]
+    settings: RuntimeSettings
+    noise_floor: bool
+    masks_dir: Path | None
+
+    def with_settings(self, settings: RuntimeSettings) -> ScorePhotos:
+        return replace(self, settings=settings)
+
+    def open(self) -> Callable[[Path], PhotoScores]:
+        runners = [open_runner(spec.path, self.settings, spec.family.mask_output) for spec in self.specs]
+        return partial(self.score, runners)
+
+    def score(self, runners: list[Runner], path: Path) -> PhotoScores:
+        try:
+            image = open_image(path)
+        except ImageReadError as exc:
+            return PhotoScores(skipped=exc.message)
+        masks = [predict_mask_array(r, s, image) for r, s in zip(runners, self.specs, strict=True)]
+        floor = None
+        if self.noise_floor:
+            floor = agreement(masks[0], predict_mask_array(runners[0], self.specs[0], jpeg_resave(image)))
+        truth = None
+        if self.masks_dir is not None:
+            expected = load_truth(self.masks_dir, path, image.size)
+            if expected is not None:
+                truth = tuple(image_terms(mask, expected) for mask in masks)
+        return PhotoScores(
+            agreement=tuple(agreement(masks[0], mask) for mask in masks[1:]), floor=floor, truth=truth
+        )
+
+
+def run_compare(
+    job: CompareJob, progress: Progress | None = None, ray: RayOptions | None = None
+) -> CompareReport:
+    """Score every photo (here, or on the Ray cluster of ``ray``) and aggregate in photo order."""
     progress = progress or NullProgress()
-    runners: list[Runner] = [
-        open_runner(path, job.settings, spec.family.mask_output)
-        for path, spec in zip(job.models, job.specs, strict=True)
-    ]
+    work = ScorePhotos(tuple(job.specs), job.settings, job.noise_floor, job.masks_dir)
     scores = [ModelScores(path, spec) for path, spec in zip(job.models, job.specs, strict=True)]
     truth_metrics = [SaliencyMetrics() for _ in job.models] if job.masks_dir else []
     floor = AgreementLog() if job.noise_floor else None
     skips = SkipLog()
     missing: list[str] = []
     count = 0
-    progress.start(f"comparing {len(job.models)} models", len(job.files))
-    for path, image in iter_images(job.files, skips):
-        masks = [predict_mask_array(r, s, image) for r, s in zip(runners, job.specs, strict=True)]
-        for score, mask in zip(scores[1:], masks[1:], strict=True):
-            score.agreement.add(path.name, agreement(masks[0], mask))
-        if floor is not None:
-            resaved = predict_mask_array(runners[0], job.specs[0], jpeg_resave(image))
-            floor.add(path.name, agreement(masks[0], resaved))
-        if job.masks_dir is not None:
-            truth = load_truth(job.masks_dir, path, image.size)
-            if truth is None:
-                missing.append(path.name)
-            else:
-                for metric, mask in zip(truth_metrics, masks, strict=True):
-                    metric.add(mask, truth)
-        count += 1
-        progress.advance()
+    label = f"comparing {len(job.models)} models"
+    with map_photos(work, job.files, label=label, progress=progress, ray=ray) as photos:
+        for path, photo in zip(job.files, photos, strict=True):
+            if photo.skipped is not None:
+                skips.add(path, photo.skipped)
+                continue
+            for score, value in zip(scores[1:], photo.agreement, strict=True):
+                score.agreement.add(path.name, value)
+            if floor is not None and photo.floor is not None:
+                floor.add(path.name, photo.floor)
+            if job.masks_dir is not None:
+                if photo.truth is None:
+                    missing.append(path.name)
+                else:
+                    for metric, terms in zip(truth_metrics, photo.truth, strict=True):
+                        metric.add_terms(terms)
+            count += 1
     for _, reason in skips.skipped:
         progress.warn(f"skipped {reason}")
     if count == 0:

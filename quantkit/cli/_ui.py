@@ -29,6 +29,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from quantkit.cluster.photos import RayOptions
+from quantkit.errors import QuantkitError
 from quantkit.files.atomic import write_text
 from quantkit.files.guard import OutputGuard
 from quantkit.files.ownership import OutputKind, sign_json
@@ -84,6 +86,38 @@ JsonOption = Annotated[
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Replace outputs that quantkit wrote before (never anything else).")
 ]
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Run the photos on a Ray cluster (pip install quantkit[ray]): auto (RAY_ADDRESS or the "
+        "`ray start` cluster), local (a private instance for this run) or the head's HOST:PORT. "
+        "Photos and models must be at the same paths on every node.",
+        show_default=False,
+    ),
+]
+RayWorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-workers",
+        metavar="N",
+        min=1,
+        help="Ray workers, each holding one session per model and running on --threads threads "
+        "(1 when 0). Default: the cluster's CPUs divided by that.",
+        show_default=False,
+    ),
+]
+
+
+def ray_options(address: str | None, workers: int | None) -> RayOptions | None:
+    """``--ray`` and ``--ray-workers`` as the core takes them (None: run here)."""
+    if address is None:
+        if workers is not None:
+            raise QuantkitError("--ray-workers needs --ray ADDRESS")
+        return None
+    return RayOptions(address=address, workers=workers)
+
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

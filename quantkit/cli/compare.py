@@ -15,12 +15,15 @@ from quantkit.cli._ui import (
     ForceOption,
     JsonOption,
     NoSpinOption,
+    RayOption,
+    RayWorkersOption,
     RichProgress,
     RuntimeOption,
     ThreadsOption,
     emit_json,
     guard_json,
     note,
+    ray_options,
     show,
     table,
 )
@@ -118,8 +121,11 @@ def run(
     threads: ThreadsOption = 0,
     no_spin: NoSpinOption = False,
     force: ForceOption = False,
+    ray: RayOption = None,
+    ray_workers: RayWorkersOption = None,
 ) -> None:
     """Compare masks of a reference model and quantized models; exit 1 if a threshold is missed."""
+    cluster = ray_options(ray, ray_workers)
     cli = Thresholds(min_iou, min_iou_p05, max_mae, max_maxf_drop, within_noise)
     thresholds = thresholds_from(cli, config, no_config, has_masks=masks is not None)
     if thresholds.within_noise is not None and no_noise_floor:
@@ -142,7 +148,7 @@ def run(
         guard_json(job.guard, json_out)
         if report_dir is not None:
             job.guard.folder(report_dir, OutputKind.REPORT, "--report")
-        result = run_compare(job, progress)
+        result = run_compare(job, progress, cluster)
         failed = failures(result, thresholds)
         if report_dir is not None:
             progress.start("writing the HTML report")

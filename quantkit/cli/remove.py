@@ -11,9 +11,12 @@ import typer
 from quantkit.cli._ui import (
     FamilyOption,
     NoSpinOption,
+    RayOption,
+    RayWorkersOption,
     RichProgress,
     RuntimeOption,
     ThreadsOption,
+    ray_options,
     show,
 )
 from quantkit.errors import QuantkitError
@@ -66,8 +69,11 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Replace PNGs that quantkit wrote before (never anything else).")
     ] = False,
+    ray: RayOption = None,
+    ray_workers: RayWorkersOption = None,
 ) -> None:
     """Write NAME.png (RGBA cutout) or NAME.mask.png per photo into the output folder."""
+    cluster = ray_options(ray, ray_workers)
     options = RemoveOptions(
         mask_only=mask_only,
         max_size=max_size,
@@ -78,7 +84,7 @@ def run(
     )
     job = plan_remove(model, inputs, output_dir=output, options=options, force=force)
     with RichProgress() as progress:
-        report = run_remove(job, progress)
+        report = run_remove(job, progress, cluster)
     skipped = f", skipped {len(report.skipped)}" if report.skipped else ""
     show(f"wrote {len(report.written)} file(s) to {output}{skipped}", None)
     if not report.written:

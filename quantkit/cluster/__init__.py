@@ -1,0 +1,1 @@
+"""Photos through a per-photo function, in this process or on a Ray cluster (``--ray``)."""
