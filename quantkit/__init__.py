@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # onnxruntime >= 1.31 resolves a Microsoft telemetry host a few seconds after import unless
 # this is set before the first import; quantkit must not touch the network.
