@@ -5,7 +5,9 @@ search."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -14,7 +16,9 @@ import pytest
 from onnx import TensorProto, helper
 from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 
+from quantkit.errors import QuantkitError
 from quantkit.graph.logits import SIGMOID_SATURATION, saturating_logits
+from quantkit.ptq.options import CalibMethod, QuantizeOptions
 from quantkit.ptq.ranges import CalibratedRanges, minmax_ranges, shared_concat_ranges, tail_range
 from quantkit.statistics.collect import collect
 from quantkit.statistics.types import BINS, ActivationStats, ChannelStats, Level, StatsRequest
@@ -116,6 +120,10 @@ def test_minmax_ranges_clip_tails_and_logits_but_never_the_outputs() -> None:
         k: v.range_value for k, v in clipped.data.items()
     }
     assert again.relaxable == both.relaxable
+    assert {k: v.range_value for k, v in again.exact.data.items()} == {
+        k: v.range_value for k, v in exact.data.items()
+    }
+    assert again.with_exact(["heavy"]).data["heavy"].range_value == exact.data["heavy"].range_value
     assert CalibratedRanges.only(exact).relaxable == frozenset()
 
 
@@ -149,3 +157,25 @@ def test_concat_inputs_share_its_range_unless_another_reader_needs_a_finer_one(
     assert shared.data["a"].range_value == shared.data["c"].range_value  # read by the Concat only
     assert (shared.data["b"].range_value == shared.data["c"].range_value) is b_shares
     assert ranges.data["b"].range_value[1][0] == b_range[1]  # a new table: the input is untouched
+
+
+def test_a_graph_output_read_by_a_concat_keeps_its_own_range() -> None:
+    model = _concat_model()
+    model.graph.output.append(helper.make_tensor_value_info("a", TensorProto.FLOAT, None))
+    shared = shared_concat_ranges(model, _ranges(a=(0.0, 1.0), b=(0.0, 10.0), c=(0.0, 10.0), d=(0.0, 10.0)))
+    assert float(shared.data["a"].range_value[1][0]) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"clip_tail": 0.5}, "--clip-tail must lie in [0, 0.01], got 0.5"),
+        ({"clip_tail": -1e-5}, "--clip-tail must lie in [0, 0.01]"),
+        ({"clip_tail": float("nan")}, "--clip-tail must lie in [0, 0.01], got nan"),
+        ({"clip_tail": 1e-4, "method": CalibMethod.ENTROPY}, "applies to minmax calibration; entropy"),
+    ],
+)
+def test_clip_tail_is_checked(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(QuantkitError, match=re.escape(message)):
+        QuantizeOptions(**options)
+    assert QuantizeOptions(clip_tail=0.0).clip_tail == 0.0

@@ -186,25 +186,25 @@ def test_search_bounds_are_deterministic(prepared: onnx.ModelProto) -> None:
 
 
 def test_exact_ranges_are_tried_first_and_cost_nothing(prepared: onnx.ModelProto) -> None:
-    """A suspect whose tensors calibration clipped gets them back exact before any float island;
-    where that reaches the target, nothing is kept in float."""
-    conv2 = next(n for n in prepared.graph.node if n.name == "Conv_2")
-    losses = [LayerLoss("Conv_2", 30, 5, 0), LayerLoss("Conv_3", 30, 28, 0)]
+    """Every suspect's clipped tensors get their exact range back before any float island is
+    tried; where that reaches the target, nothing is kept in float."""
+    losses = [LayerLoss("Conv_3", 30, 5, 0), LayerLoss("Conv_2", 30, 28, 0)]
     tried: list[Plan] = []
 
     def evaluate(plan: Plan) -> AgreementLog:
         tried.append(plan)
-        return log_with_iou(0.99 if conv2.output[0] in plan.exact else 0.95 if plan.float_nodes else 0.90)
+        return log_with_iou(0.99 if "r2" in plan.exact else 0.985 if plan.float_nodes else 0.90)
 
     limits = SearchLimits(target_iou=0.98, seconds=60, max_cost=1.0)
-    relaxable = {conv2.output[0], "not_a_tensor_of_a_suspect"}
+    relaxable = {"r2", "sum", "not_a_tensor_of_a_suspect"}
     result = search_islands(
         prepared, losses, log_with_iou(0.90), evaluate, lambda n: 0.1 * len(n), limits, relaxable=relaxable
     )
-    assert tried == [Plan(exact=(conv2.output[0],))]  # first, and enough
+    # Conv_3's island would reach the target too, but Conv_2's free range comes first
+    assert tried == [Plan(exact=("sum",)), Plan(exact=("r2",))]
     assert result.stopped_because is StopReason.TARGET_MET and result.float_nodes == ()
-    assert result.plan == Plan(exact=(conv2.output[0],)) and result.chosen[0].estimated_cost == 0.0
-    assert result.to_dict()["choices"][0]["exact_ranges"] == [conv2.output[0]]
+    assert result.plan == Plan(exact=("r2",)) and result.chosen[0].estimated_cost == 0.0
+    assert result.to_dict()["exact_ranges"][0]["exact_ranges"] == ["r2"] and result.to_dict()["islands"] == []
     # Where exact ranges do not help, islands follow in the same round, and the tensors stay clipped.
     tried.clear()
     no_help = search_islands(
@@ -217,7 +217,66 @@ def test_exact_ranges_are_tried_first_and_cost_nothing(prepared: onnx.ModelProto
         relaxable=relaxable,
     )
     assert no_help.plan.exact == () and no_help.float_nodes
-    assert tried[0] == Plan() and all(p.float_nodes for p in tried[1:])
+    assert tried[:2] == [Plan(), Plan()] and all(p.float_nodes for p in tried[2:])
+    # With no latency to spend, exact ranges are still tried (they cost none); islands are not.
+    tried.clear()
+    broke = SearchLimits(target_iou=0.98, seconds=60, max_cost=0.0)
+    free = search_islands(
+        prepared, losses, log_with_iou(0.90), evaluate, lambda n: 0.1 * len(n), broke, relaxable=relaxable
+    )
+    assert free.plan == Plan(exact=("r2",)) and not [p for p in tried if p.float_nodes]
+
+
+def test_exact_ranges_go_to_the_tensors_quantization_reads(prepared: onnx.ModelProto, tmp_path: Path) -> None:
+    """onnxruntime fuses a ReLU into the convolution before it and gives a MaxPool its input's
+    scale: the ranges that count are the ReLU's output and the MaxPool's input. A wider range
+    on a convolution's own output before a ReLU leaves the quantized file byte for byte the same."""
+    from quantkit.accuracy.search import ranged_tensors
+    from quantkit.graph.index import GraphIndex
+    from quantkit.ptq.quantizer import quantize_with_ranges
+    from quantkit.ptq.ranges import CalibratedRanges, calibration_tensors, minmax_ranges, save_ranges
+    from quantkit.statistics.collect import collect
+    from quantkit.statistics.types import Level, StatsRequest
+
+    index = GraphIndex.build(prepared)
+    assert ranged_tensors(index, index.by_name["Conv_1"]) == ("r0", "r1")  # MaxPool before, ReLU after
+    assert ranged_tensors(index, index.by_name["Conv_3"]) == ("sum", "logit")  # a Sigmoid is not fused
+    # Two suspects reading one clipped tensor: one candidate for it
+    both = [LayerLoss("Conv_0", 30, 5, 0), LayerLoss("Conv_1", 30, 5, 0)]
+    seen: list[Plan] = []
+    search_islands(
+        prepared,
+        both,
+        log_with_iou(0.90),
+        lambda p: seen.append(p) or log_with_iou(0.90),
+        lambda n: 0.0,
+        SearchLimits(0.98, 60, max_cost=1.0),
+        relaxable={"r0"},
+    )
+    assert [p for p in seen if p.exact] == [Plan(exact=("r0",))]
+    # The premise, on onnxruntime itself
+    float_path = tmp_path / "float.onnx"
+    onnx.save(prepared, str(float_path))
+    tensors = calibration_tensors(prepared)
+    rng = np.random.default_rng(0)
+    feeds = [{"input.1": rng.normal(0, 1, (1, 3, 32, 32)).astype(np.float32)} for _ in range(2)]
+    stats = collect(prepared, StatsRequest(dict.fromkeys(tensors, Level.TENSOR)), feeds, tmp_path)
+    exact = minmax_ranges(stats, tensors)
+    halved = minmax_ranges(stats, tensors)
+    for name in ("c2", "r2"):
+        lo, hi = halved.data[name].range_value
+        halved.data[name] = type(halved.data[name])(lowest=lo / 2, highest=hi / 2)
+    ranges = CalibratedRanges(halved, exact)
+
+    def quantized(plan: Plan) -> bytes:
+        table, out = tmp_path / "ranges.json", tmp_path / "q.onnx"
+        save_ranges(ranges.with_exact(plan.exact), table)
+        quantize_with_ranges(float_path, table, out, QuantizeOptions(), ())
+        return out.read_bytes()
+
+    clipped = quantized(Plan())
+    assert quantized(Plan(exact=("c2",))) == clipped  # read by the ReLU only: its range is unused
+    assert quantized(Plan(exact=("r2",))) != clipped
 
 
 def test_the_search_gives_a_clipped_logit_its_range_back(tmp_path: Path) -> None:
@@ -261,7 +320,7 @@ def test_search_runs_end_to_end_and_keeps_the_worst_layer_float(
     assert check.final.mean > check.before.mean + 0.01
     assert ("Conv_2", "Conv") in first.census.float_nodes  # the model that shipped has the island
     assert second.check is not None and second.check.search is not None
-    assert second.check.search.to_dict()["choices"] == check.search.to_dict()["choices"]
+    assert second.check.search.to_dict()["islands"] == check.search.to_dict()["islands"]
     assert (tmp_path / "m0.onnx").read_bytes() == (tmp_path / "m1.onnx").read_bytes()
     # With no latency to spend, nothing is tried and the INT8 model is kept as it was.
     broke = quantize(tmp_path / "b.onnx", 0.0)

@@ -3,14 +3,15 @@
 After offset absorption, equalisation and clipped calibration ranges most of a model
 quantizes well, but a model the recipe has not met before may still have a layer that
 does not. This search asks the mask metric itself, on held-out photos: it ranks
-convolutions by how much signal they lose (:mod:`quantkit.sensitivity`) and for each
-suspect tries, in this order, (1) giving the tensors it reads and writes their exact
-measured range back where calibration clipped their tails - free at run time; (2)
-keeping it in float alone; (3) with the ops that feed only it. Each round keeps the
-candidate that buys the most IoU (ties: the cheaper), until the target is met, nothing
-helps, or a limit is reached. A round ends at the first candidate that reaches the
-target: the candidates come most suspect first, cheapest first, so the rest could only
-buy IoU that is not needed, at a re-quantization each (5-6 s on a u2net-sized model).
+convolutions by how much signal they lose (:mod:`quantkit.sensitivity`) and tries,
+most suspect first, (1) for each suspect, giving the tensors its input and output are
+quantized with their exact measured range back where calibration clipped their tails -
+free at run time; then (2) keeping each suspect in float alone, and (3) with the ops
+that feed only it. Each round keeps the candidate that buys the most IoU (ties: the
+cheaper), until the target is met, nothing helps, or a limit is reached. A round ends
+at the first candidate that reaches the target: the candidates come cheapest kind
+first, most suspect first, so the rest could only buy IoU that is not needed, at a
+re-quantization each (5-6 s on a u2net-sized model).
 Every quantization in the loop reuses the cached calibration, so a candidate costs one
 ``quantize_static`` and one pass over the held-out set. The order of candidates and the
 tie-breaks are fixed, so the same inputs give the same choices.
@@ -33,6 +34,7 @@ import onnx
 
 from quantkit.accuracy.agreement import AgreementLog
 from quantkit.accuracy.sensitivity import LayerLoss, island
+from quantkit.graph.index import GraphIndex
 
 # Latency a float island costs, per unit of the model's MACs it holds. Measured on
 # u2netp: Conv_243 alone (2.4% of the MACs) cost +3.2% latency, its 5-node island +5.6%
@@ -110,7 +112,9 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "choices": [c.to_dict() for c in self.chosen],
+            # the JSON of 0.3.0 had only islands; ranges given back exact come beside them
+            "islands": [c.to_dict() for c in self.chosen if c.nodes],
+            "exact_ranges": [c.to_dict() for c in self.chosen if c.exact],
             "candidates_tried": self.tried,
             "seconds": round(self.seconds, 1),
             "stopped_because": self.stopped_because.value,
@@ -162,7 +166,7 @@ def search_islands(
         return SearchResult(tuple(chosen), tried, time.monotonic() - started, reason, current)
 
     while current.iou.mean < limits.target_iou:
-        if len(chosen) >= limits.max_islands:
+        if sum(1 for c in chosen if c.nodes) >= limits.max_islands:  # exact ranges cost nothing
             return finish(StopReason.ISLAND_LIMIT)
         kept = sum((c.plan for c in chosen), Plan())
         options = _options(float_model, suspects, kept, relaxable)
@@ -191,7 +195,7 @@ def search_islands(
                 )
                 round_.best = (gain, -cost, choice, log)
             if log.iou.mean >= limits.target_iou and gain >= limits.min_gain:
-                break  # the most suspect (and, of its candidates, cheapest) one that suffices
+                break  # the cheapest kind, then the most suspect, that suffices
         if round_.best is None or round_.best[0] < limits.min_gain:
             if round_.limit is not None:
                 return finish(round_.limit)
@@ -205,22 +209,56 @@ def search_islands(
     return finish(StopReason.TARGET_MET)
 
 
+# Ops whose quantized output onnxruntime gives its input's scale (its QDQ "direct 8-bit"
+# ops): a range set on their output is not the one used, their input's is.
+_SAME_SCALE = frozenset(
+    {"MaxPool", "Resize", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Flatten", "Identity"}
+)
+# Activations onnxruntime fuses into the convolution before them in QDQ: the convolution's
+# own output range is then unused, the activation's output carries the range.
+_FUSED_AFTER = frozenset({"Relu", "Clip"})
+
+
+def ranged_tensors(index: GraphIndex, node: onnx.NodeProto) -> tuple[str, ...]:
+    """The tensors whose calibrated ranges a convolution's input and output are actually
+    quantized with: back through ops that reuse their input's scale, forward through a ReLU
+    fused into it. Measured on a test model: a wider range on a convolution's own output
+    before a ReLU, or on a MaxPool's output, leaves the quantized file byte for byte the same."""
+    source = node.input[0]
+    while (producer := index.producer.get(source)) is not None and producer.op_type in _SAME_SCALE:
+        source = producer.input[0]
+    target = node.output[0]
+    outputs = index.graph_outputs
+    while target not in outputs and len(readers := index.consumers.get(target, [])) == 1:
+        if readers[0].op_type not in _FUSED_AFTER:
+            break
+        target = readers[0].output[0]
+    return (source, target)
+
+
 def _options(
     float_model: onnx.ModelProto, suspects: list[str], kept: Plan, relaxable: Collection[str]
 ) -> list[tuple[str, Plan]]:
-    """Candidates, per suspect: its clipped tensors given their exact range; it alone in
-    float; it with the ops that feed only it."""
-    nodes_by_name = {n.name: n for n in float_model.graph.node}
+    """Candidates: first, for every suspect, its clipped tensors given their exact range
+    (free at run time, so a float island never wins a round one of them could have won);
+    then each suspect alone in float, and with the ops that feed only it."""
+    index = GraphIndex.build(float_model)
     options: list[tuple[str, Plan]] = []
     for anchor in suspects:
-        node = nodes_by_name.get(anchor)
-        if node is not None:
-            tensors = (*node.input[:1], *node.output[:1])
-            exact = tuple(t for t in tensors if t in relaxable and t not in kept.exact)
-            if exact:
-                options.append((anchor, Plan(exact=exact)))
+        node = index.by_name.get(anchor)
+        if node is None:
+            continue
+        exact = tuple(
+            dict.fromkeys(t for t in ranged_tensors(index, node) if t in relaxable and t not in kept.exact)
+        )
+        plan = Plan(exact=exact)
+        if exact and all(p != plan for _, p in options):
+            options.append((anchor, plan))
+    for anchor in suspects:
         for with_inputs in (False, True):
-            nodes = tuple(n for n in island(float_model, anchor, with_inputs) if n not in kept.float_nodes)
-            if nodes and all(p != Plan(nodes) for _, p in options):
-                options.append((anchor, Plan(nodes)))
+            plan = Plan(
+                tuple(n for n in island(float_model, anchor, with_inputs) if n not in kept.float_nodes)
+            )
+            if plan.float_nodes and all(p != plan for _, p in options):
+                options.append((anchor, plan))
     return options

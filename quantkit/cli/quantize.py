@@ -19,7 +19,7 @@ from quantkit.cli._ui import (
 )
 from quantkit.isa import TargetCpu
 from quantkit.passes.recipes import RECIPES, get_recipe
-from quantkit.ptq.options import CalibMethod, QuantFormat, QuantizeOptions
+from quantkit.ptq.options import MAX_CLIP_TAIL, CalibMethod, QuantFormat, QuantizeOptions
 from quantkit.ptq.pipeline import plan_quantize, run_quantize
 from quantkit.ptq.report import CheckFailed, QuantizeReport
 
@@ -88,7 +88,7 @@ def run(
             "--clip-tail",
             metavar="SHARE",
             min=0.0,
-            max=0.01,
+            max=MAX_CLIP_TAIL,
             help="minmax: the share of each activation's values its range may leave outside "
             "(0: exact min and max). Default: the recipe's (5e-5 for default, 0 for naive).",
             show_default=False,

@@ -56,5 +56,11 @@ class QuantizeOptions:
     cache_dir: Path | None = None  # None: $QUANTKIT_CACHE_DIR or the platform's cache folder
 
     def __post_init__(self) -> None:
-        if self.clip_tail is not None and not 0.0 <= self.clip_tail <= MAX_CLIP_TAIL:
-            raise QuantkitError(f"clip_tail must lie in [0, {MAX_CLIP_TAIL}], got {self.clip_tail}")
+        if self.clip_tail is None:
+            return
+        if not 0.0 <= self.clip_tail <= MAX_CLIP_TAIL:
+            raise QuantkitError(f"--clip-tail must lie in [0, {MAX_CLIP_TAIL}], got {self.clip_tail}")
+        if self.method is not CalibMethod.MINMAX:
+            raise QuantkitError(
+                f"--clip-tail applies to minmax calibration; {self.method.value} chooses its own ranges"
+            )

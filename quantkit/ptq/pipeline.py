@@ -356,7 +356,7 @@ class _Run:
             repr((self.clip_tail, self.job.options.recipe.ranges)),
         )
         cached = self.job.cache.load(key, CalibratedRanges.decode)
-        if cached is not None and set(tensors) <= set(cached.chosen.data):
+        if cached is not None and cached.covers(tensors):
             return cached
         self.progress.start(f"calibrating ({method.value})", len(self.feeds))
         tick = self.progress.advance
@@ -402,8 +402,10 @@ class _Run:
         table = self.work / f"ranges-{self.quantizations}.json"
         save_ranges(ranges.with_exact(plan.exact), table)
         exclude = self.job.options.exclude + plan.float_nodes
-        quantize_with_ranges(self.work / "float.onnx", table, target, self.job.options, exclude)
-        table.unlink()
+        try:
+            quantize_with_ranges(self.work / "float.onnx", table, target, self.job.options, exclude)
+        finally:
+            table.unlink()
         return target
 
     def check(

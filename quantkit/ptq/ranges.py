@@ -149,6 +149,7 @@ def shared_concat_ranges(model: onnx.ModelProto, ranges: Any) -> Any:
     from onnxruntime.quantization.calibrate import TensorData, TensorsData
 
     data = dict(ranges.data)
+    outputs = {o.name for o in model.graph.output}  # a graph output keeps its own, exact range
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -158,7 +159,7 @@ def shared_concat_ranges(model: onnx.ModelProto, ranges: Any) -> Any:
             continue
         lo, hi = data[node.output[0]].range_value
         for name in node.input:
-            if name not in data:
+            if name not in data or name in outputs:
                 continue
             own_lo, own_hi = data[name].range_value
             alone = all(r.op_type == "Concat" for r in readers.get(name, []))
@@ -265,12 +266,18 @@ class CalibratedRanges:
 
     @classmethod
     def only(cls, ranges: Any) -> CalibratedRanges:
-        """Ranges with nothing clipped (histogram methods, exact min-max)."""
+        """Ranges with nothing the search can give back (histogram methods choose their
+        ranges themselves; exact min-max clips nothing)."""
         return cls(ranges, ranges)
+
+    def covers(self, tensors: Iterable[str]) -> bool:
+        wanted = set(tensors)
+        return wanted <= set(self.chosen.data) and wanted <= set(self.exact.data)
 
     @property
     def relaxable(self) -> frozenset[str]:
-        """Tensors whose chosen range is narrower than the exact one."""
+        """Tensors whose chosen range is narrower than the exact one (by more than float32
+        rounding of the bounds)."""
         narrower = set()
         for name, value in self.chosen.data.items():
             exact = self.exact.data.get(name)
