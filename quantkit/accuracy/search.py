@@ -161,6 +161,7 @@ def search_islands(
     current = baseline
     tried = 0
     suspects = [loss.node for loss in losses[: limits.suspects]]
+    index = GraphIndex.build(float_model)
 
     def finish(reason: StopReason) -> SearchResult:
         return SearchResult(tuple(chosen), tried, time.monotonic() - started, reason, current)
@@ -169,7 +170,7 @@ def search_islands(
         if sum(1 for c in chosen if c.nodes) >= limits.max_islands:  # exact ranges cost nothing
             return finish(StopReason.ISLAND_LIMIT)
         kept = sum((c.plan for c in chosen), Plan())
-        options = _options(float_model, suspects, kept, relaxable)
+        options = _options(float_model, index, suspects, kept, relaxable)
         if not options:
             return finish(StopReason.NO_CANDIDATES)
         round_ = _Round()
@@ -237,12 +238,15 @@ def ranged_tensors(index: GraphIndex, node: onnx.NodeProto) -> tuple[str, ...]:
 
 
 def _options(
-    float_model: onnx.ModelProto, suspects: list[str], kept: Plan, relaxable: Collection[str]
+    float_model: onnx.ModelProto,
+    index: GraphIndex,
+    suspects: list[str],
+    kept: Plan,
+    relaxable: Collection[str],
 ) -> list[tuple[str, Plan]]:
     """Candidates: first, for every suspect, its clipped tensors given their exact range
     (free at run time, so a float island never wins a round one of them could have won);
     then each suspect alone in float, and with the ops that feed only it."""
-    index = GraphIndex.build(float_model)
     options: list[tuple[str, Plan]] = []
     for anchor in suspects:
         node = index.by_name.get(anchor)

@@ -260,9 +260,7 @@ class _Run:
         self.feeds.check("calibration")
         spec = self.job.spec
         original = load_model(self.job.model)
-        if (
-            spec.fp16
-        ):  # the FP32 upcast is the float model: statistics, quantization and the check's reference
+        if spec.fp16:  # the FP32 upcast is the float model: statistics, quantization, the check's reference
             original = upcast(original)
             self.reference = self.work / "reference-fp32.onnx"
             onnx.save(original, str(self.reference))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from quantkit.graph.index import GraphIndex
 from quantkit.graph.logits import SIGMOID_SATURATION
 from quantkit.graph.order import prune
 from quantkit.graph.shapes import light_copy, tensor_bytes
@@ -149,11 +151,8 @@ def shared_concat_ranges(model: onnx.ModelProto, ranges: Any) -> Any:
     from onnxruntime.quantization.calibrate import TensorData, TensorsData
 
     data = dict(ranges.data)
-    outputs = {o.name for o in model.graph.output}  # a graph output keeps its own, exact range
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    index = GraphIndex.build(model)
+    outputs = index.graph_outputs  # a graph output keeps its own, exact range
     for node in reversed(model.graph.node):
         if node.op_type != "Concat" or node.output[0] not in data:
             continue
@@ -162,7 +161,7 @@ def shared_concat_ranges(model: onnx.ModelProto, ranges: Any) -> Any:
             if name not in data or name in outputs:
                 continue
             own_lo, own_hi = data[name].range_value
-            alone = all(r.op_type == "Concat" for r in readers.get(name, []))
+            alone = all(r.op_type == "Concat" for r in index.consumers.get(name, []))
             if alone or float(np.max(own_hi - own_lo)) >= SHARE_AT * float(np.max(hi - lo)):
                 data[name] = TensorData(lowest=lo.copy(), highest=hi.copy())
     return TensorsData(ranges.calibration_method, data)
@@ -294,14 +293,13 @@ class CalibratedRanges:
         return TensorsData(self.chosen.calibration_method, data)
 
     def encode(self) -> bytes:
-        import json
+        from onnxruntime.quantization.calibrate import CalibrationCacheEncoder
 
-        return json.dumps({"chosen": _to_dict(self.chosen), "exact": _to_dict(self.exact)}).encode()
+        both = {"chosen": self.chosen.to_dict(), "exact": self.exact.to_dict()}
+        return json.dumps(both, cls=CalibrationCacheEncoder).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> CalibratedRanges:
-        import json
-
         both = json.loads(data)
         return cls(_from_dict(both["chosen"]), _from_dict(both["exact"]))
 
@@ -315,14 +313,6 @@ def save_ranges(ranges: Any, path: Path) -> None:
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     save_tensors_data(ranges, path)
-
-
-def _to_dict(ranges: Any) -> Any:
-    import json
-
-    from onnxruntime.quantization.calibrate import CalibrationCacheEncoder
-
-    return json.loads(json.dumps(ranges.to_dict(), cls=CalibrationCacheEncoder))
 
 
 def _from_dict(data: Any) -> Any:
